@@ -1,0 +1,33 @@
+"""The one channel table of the generator and the discriminator (DeepPrivacy v1)."""
+
+import math
+
+
+def resolutions_up_to(max_resolution: int, min_resolution: int = 4) -> list[int]:
+    """``[min_resolution, 2 * min_resolution, ..., max_resolution]``; both must be powers of two."""
+    for name, value in (("max_resolution", max_resolution), ("min_resolution", min_resolution)):
+        if value < 4 or value & (value - 1):
+            raise ValueError(f"{name} must be a power of two >= 4, got {value}")
+    if max_resolution < min_resolution:
+        raise ValueError(f"max_resolution {max_resolution} is below min_resolution {min_resolution}")
+    return [2**k for k in range(int(math.log2(min_resolution)), int(math.log2(max_resolution)) + 1)]
+
+
+def channel_table(base_width: int, max_resolution: int) -> dict[int, int]:
+    """Channels at each resolution 4..max_resolution.
+
+    ``base_width`` up to 32 px, then halved at every doubling (c/2 at 64, c/4 at 128, ...),
+    each rounded down to a multiple of 8.
+    """
+    if base_width < 8:
+        raise ValueError(f"base_width must be >= 8, got {base_width}")
+    table = {}
+    for resolution in resolutions_up_to(max_resolution):
+        width = base_width * 32 // max(resolution, 32)
+        table[resolution] = max(8, width // 8 * 8)
+    return table
+
+
+def discriminator_base_width(base_width: int) -> int:
+    """``floor(c * sqrt(2) / 8) * 8``: 720 for c = 512."""
+    return int(base_width * math.sqrt(2) / 8) * 8

@@ -1,0 +1,102 @@
+"""DeepPrivacy's progressive conditional discriminator (Hukkelås et al., ISVC 2019).
+
+Mirrors the generator's encoder: input ``concat(image, condition)``, the keypoint maps concatenated
+before every block, the same ``resolution`` / ``alpha`` selection of the active path.
+"""
+
+import torch
+from torch import nn
+
+from gan.channels import channel_table, discriminator_base_width, resolutions_up_to
+from gan.generator import LATENT_RESOLUTION, check_stage
+from gan.keypoints import NUM_KEYPOINTS, keypoint_maps
+from gan.layers import ConvAct, EqualizedConv2d, EqualizedLinear, MinibatchStdDev, downsample
+
+
+class DiscriminatorBlock(nn.Module):
+    """concat(x, keypoint maps) -> conv3x3 (in + 7 -> in) -> conv3x3 (in -> out) -> AvgPool 2."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = ConvAct(in_channels + NUM_KEYPOINTS, in_channels, 3, pixel_norm=False)
+        self.conv2 = ConvAct(in_channels, out_channels, 3, pixel_norm=False)
+
+    def forward(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        return downsample(self.conv2(self.conv1(torch.cat([x, maps], dim=1))))
+
+
+class FinalBlock(nn.Module):
+    """At 4x4: [minibatch stddev], concat keypoint maps, conv3x3, conv4x4 valid, linear -> 1 score."""
+
+    def __init__(self, channels: int, minibatch_std: bool) -> None:
+        super().__init__()
+        self.minibatch_std = MinibatchStdDev() if minibatch_std else None
+        extra = NUM_KEYPOINTS + (1 if minibatch_std else 0)
+        self.conv1 = ConvAct(channels + extra, channels, 3, pixel_norm=False)
+        self.conv2 = nn.Sequential(EqualizedConv2d(channels, channels, 4), nn.LeakyReLU(0.2))
+        self.linear = EqualizedLinear(channels, 1, gain=1.0)
+
+    def forward(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        if self.minibatch_std is not None:
+            x = self.minibatch_std(x)
+        x = self.conv2(self.conv1(torch.cat([x, maps], dim=1)))
+        return self.linear(x.flatten(1))
+
+
+class Discriminator(nn.Module):
+    """Conditional progressive critic (WGAN: unbounded scores).
+
+    Args:
+        base_width: the generator's c; the critic uses ``floor(c * sqrt(2) / 8) * 8`` (720 for 512).
+        max_resolution: the largest resolution built.
+        minibatch_std: append ProGAN's minibatch-stddev channel at 4x4 (DeepPrivacy v1 did not).
+    """
+
+    def __init__(self, base_width: int = 512, max_resolution: int = 128, minibatch_std: bool = False) -> None:
+        super().__init__()
+        self.base_width = base_width
+        self.max_resolution = max_resolution
+        ch = channel_table(discriminator_base_width(base_width), max_resolution)
+        self.channels = ch
+        res = resolutions_up_to(max_resolution, min_resolution=8)
+        self.from_rgb = nn.ModuleDict(
+            {str(r): ConvAct(6, ch[r], 1, pixel_norm=False) for r in [LATENT_RESOLUTION, *res]}
+        )
+        self.blocks = nn.ModuleDict({str(r): DiscriminatorBlock(ch[r], ch[r // 2]) for r in res})
+        self.final = FinalBlock(ch[LATENT_RESOLUTION], minibatch_std)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        condition: torch.Tensor,
+        keypoints: torch.Tensor,
+        *,
+        resolution: int,
+        alpha: float = 1.0,
+    ) -> torch.Tensor:
+        """Score ``image`` given its ``condition``.
+
+        Args:
+            image: ``(B, 3, r, r)`` in [-1, 1], real or generated.
+            condition: ``(B, 3, r, r)`` the image with the face region filled with 0.
+            keypoints: ``(B, 7, 2)`` normalised, absent outside [0, 1).
+            resolution: r, a power of two in [8, max_resolution].
+            alpha: fade-in weight of resolution r (0 = the r/2 path only).
+
+        Returns:
+            ``(B, 1)`` unbounded scores.
+        """
+        check_stage(resolution, alpha, self.max_resolution)
+        x = torch.cat([image, condition], dim=1)
+        features = None
+        if alpha > 0:
+            new = self.from_rgb[str(resolution)](x)
+            features = self.blocks[str(resolution)](new, keypoint_maps(keypoints, resolution, new.dtype))
+        if alpha < 1:
+            old = self.from_rgb[str(resolution // 2)](downsample(x))
+            features = old if features is None else torch.lerp(old, features, alpha)
+        r = resolution // 2
+        while r > LATENT_RESOLUTION:
+            features = self.blocks[str(r)](features, keypoint_maps(keypoints, r, features.dtype))
+            r //= 2
+        return self.final(features, keypoint_maps(keypoints, r, features.dtype))

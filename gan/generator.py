@@ -1,0 +1,162 @@
+"""DeepPrivacy's progressive U-Net generator (Hukkelås et al., "DeepPrivacy", ISVC 2019).
+
+Every resolution's blocks are built in ``__init__``; ``forward(..., resolution=, alpha=)`` selects
+the active path, so the parameter set never changes while the network grows.
+"""
+
+import torch
+from torch import nn
+
+from gan.channels import channel_table, resolutions_up_to
+from gan.keypoints import NUM_KEYPOINTS, keypoint_maps
+from gan.layers import ConvAct, EqualizedConv2d, downsample, upsample
+
+LATENT_RESOLUTION = 4
+
+
+def check_stage(resolution: int, alpha: float, max_resolution: int) -> None:
+    """Raise ValueError unless ``resolution`` is a power of two in [8, max_resolution] and alpha in [0, 1]."""
+    if resolution not in resolutions_up_to(max_resolution, min_resolution=8):
+        raise ValueError(f"resolution must be a power of two in [8, {max_resolution}], got {resolution}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+
+
+def mask_region(mask: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` float mask -> bool, True where a pixel is to be generated (mask > 0.5)."""
+    if mask.ndim != 4 or mask.shape[1] != 1:
+        raise ValueError(f"mask must have shape (B, 1, H, W), got {tuple(mask.shape)}")
+    return mask > 0.5
+
+
+class EncoderBlock(nn.Sequential):
+    """conv3x3 in -> out, conv3x3 out -> out; its output is the U-Net skip, pooled afterwards."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            ConvAct(in_channels, out_channels, 3, pixel_norm=True),
+            ConvAct(out_channels, out_channels, 3, pixel_norm=True),
+        )
+
+
+class DecoderBlock(nn.Module):
+    """concat(x, skip, keypoint maps) -> conv1x1 -> conv3x3 -> conv3x3."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.fuse = ConvAct(in_channels + skip_channels + NUM_KEYPOINTS, in_channels, 1, pixel_norm=True)
+        self.conv1 = ConvAct(in_channels, out_channels, 3, pixel_norm=True)
+        self.conv2 = ConvAct(out_channels, out_channels, 3, pixel_norm=True)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(self.fuse(torch.cat([x, skip, maps], dim=1))))
+
+
+class Bottleneck(nn.Module):
+    """At 4x4: 2 x conv3x3, concat(keypoint maps, z), conv1x1, 2 x conv3x3."""
+
+    def __init__(self, channels: int, latent_channels: int) -> None:
+        super().__init__()
+        self.pre = nn.Sequential(ConvAct(channels, channels, 3, True), ConvAct(channels, channels, 3, True))
+        self.fuse = ConvAct(channels + NUM_KEYPOINTS + latent_channels, channels, 1, pixel_norm=True)
+        self.post = nn.Sequential(ConvAct(channels, channels, 3, True), ConvAct(channels, channels, 3, True))
+
+    def forward(self, x: torch.Tensor, maps: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.post(self.fuse(torch.cat([self.pre(x), maps, z], dim=1)))
+
+
+class Generator(nn.Module):
+    """Conditional progressive U-Net generator.
+
+    Args:
+        base_width: c, the width at 4..32 px (512 in the paper); see ``gan.channels.channel_table``.
+        max_resolution: the largest resolution built (128 in the paper).
+        latent_channels: channels of the spatial latent z of shape ``(latent_channels, 4, 4)``.
+    """
+
+    def __init__(self, base_width: int = 512, max_resolution: int = 128, latent_channels: int = 32) -> None:
+        super().__init__()
+        self.base_width = base_width
+        self.max_resolution = max_resolution
+        self.latent_channels = latent_channels
+        ch = channel_table(base_width, max_resolution)
+        self.channels = ch
+        res = resolutions_up_to(max_resolution, min_resolution=8)
+        # from_rgb / to_rgb also exist at 4 px: the old path while 8 px fades in.
+        self.from_rgb = nn.ModuleDict(
+            {str(r): ConvAct(3, ch[r], 1, pixel_norm=True) for r in [LATENT_RESOLUTION, *res]}
+        )
+        self.encoder = nn.ModuleDict({str(r): EncoderBlock(ch[r], ch[r // 2]) for r in res})
+        self.bottleneck = Bottleneck(ch[LATENT_RESOLUTION], latent_channels)
+        self.decoder = nn.ModuleDict({str(r): DecoderBlock(ch[r // 2], ch[r // 2], ch[r]) for r in res})
+        self.to_rgb = nn.ModuleDict(
+            {str(r): EqualizedConv2d(ch[r], 3, 1, gain=1.0) for r in [LATENT_RESOLUTION, *res]}
+        )
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (self.latent_channels, LATENT_RESOLUTION, LATENT_RESOLUTION)
+
+    def forward(
+        self,
+        condition: torch.Tensor,
+        mask: torch.Tensor,
+        keypoints: torch.Tensor,
+        z: torch.Tensor | None = None,
+        *,
+        resolution: int,
+        alpha: float = 1.0,
+    ) -> torch.Tensor:
+        """Paint a face into the masked region.
+
+        Args:
+            condition: ``(B, 3, r, r)`` in [-1, 1]. Pixels where ``mask`` is set are ignored
+                (blanked here, whatever the caller passed), so an unmasked photo cannot leak its face.
+            mask: ``(B, 1, r, r)``, 1 = pixel to generate; thresholded at 0.5.
+            keypoints: ``(B, 7, 2)`` normalised to [0, 1), absent outside.
+            z: ``(B, latent_channels, 4, 4)``; drawn from N(0, 1) when None.
+            resolution: r, the active resolution (a power of two in [8, max_resolution]).
+            alpha: fade-in weight of resolution r (0 = the r/2 path only, 1 = the r layers only).
+
+        Returns:
+            ``(B, 3, r, r)``: generated pixels inside the mask, exactly ``condition`` outside it.
+        """
+        check_stage(resolution, alpha, self.max_resolution)
+        if condition.shape[-2:] != (resolution, resolution):
+            raise ValueError(f"condition is {tuple(condition.shape)}, expected (B, 3, {resolution}, {resolution})")
+        hole = mask_region(mask)
+        x = condition.masked_fill(hole, 0.0)
+        if z is None:
+            z = torch.randn(x.shape[0], *self.latent_shape, device=x.device, dtype=x.dtype)
+
+        # Encoder: the entry resolution, faded with the half-resolution entry while alpha < 1.
+        skips = {}
+        features = None
+        if alpha > 0:
+            skips[resolution] = self.encoder[str(resolution)](self.from_rgb[str(resolution)](x))
+            features = downsample(skips[resolution])
+        if alpha < 1:
+            old = self.from_rgb[str(resolution // 2)](downsample(x))
+            features = old if features is None else torch.lerp(old, features, alpha)
+        r = resolution // 2
+        while r > LATENT_RESOLUTION:
+            skips[r] = self.encoder[str(r)](features)
+            features = downsample(skips[r])
+            r //= 2
+
+        features = self.bottleneck(features, keypoint_maps(keypoints, r, features.dtype), z.to(features.dtype))
+
+        # Decoder: up to resolution / 2 always; the entry resolution only while alpha > 0.
+        while r < resolution // 2:
+            r *= 2
+            features = self.decoder[str(r)](upsample(features), skips[r], keypoint_maps(keypoints, r, features.dtype))
+        image = None
+        if alpha > 0:
+            new = self.decoder[str(resolution)](
+                upsample(features), skips[resolution], keypoint_maps(keypoints, resolution, features.dtype)
+            )
+            image = self.to_rgb[str(resolution)](new)
+        if alpha < 1:
+            old = upsample(self.to_rgb[str(resolution // 2)](features))
+            image = old if image is None else torch.lerp(old, image, alpha)
+        return torch.where(hole, image.to(condition.dtype), condition)
