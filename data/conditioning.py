@@ -1,0 +1,65 @@
+"""Conditioning at a stage resolution, batched on the device (DeepPrivacy, ISVC 2019).
+
+From 128 px images: area-downsample to the stage resolution, fade with the half resolution while
+alpha < 1 (as the networks fade their paths), build the mask from the face box, and blank the box.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from gan.layers import fade_image
+
+
+@dataclass
+class Conditioned:
+    """A batch ready for G and D at one resolution r.
+
+    image: ``(B, 3, r, r)`` in [-1, 1] (the real faces); condition: ``image`` with the mask filled with 0;
+    mask: ``(B, 1, r, r)``, 1 inside the face box; keypoints: ``(B, 7, 2)`` unchanged.
+    """
+
+    image: torch.Tensor
+    condition: torch.Tensor
+    mask: torch.Tensor
+    keypoints: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
+
+
+def to_float_image(image: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` uint8 -> float32 in [-1, 1]."""
+    return image.float().mul_(1 / 127.5).sub_(1.0)
+
+
+def box_mask(box: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``(B, 4)`` normalised xyxy boxes -> ``(B, 1, r, r)`` float mask, 1 on every pixel the box touches.
+
+    The box is rounded outwards (floor of the start, ceil of the end) so no face pixel is left outside.
+    """
+    pixels = box.float() * resolution
+    start = pixels[:, :2].floor()
+    end = pixels[:, 2:].ceil()
+    grid = torch.arange(resolution, device=box.device, dtype=torch.float32)
+    inside_x = ((grid >= start[:, 0:1]) & (grid < end[:, 0:1])).float()  # (B, r)
+    inside_y = ((grid >= start[:, 1:2]) & (grid < end[:, 1:2])).float()
+    return (inside_y[:, None, :, None] * inside_x[:, None, None, :])
+
+
+def downsample_to(image: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Area (box-filter) downsampling of ``(B, C, S, S)`` to ``(B, C, r, r)``."""
+    if image.shape[-1] == resolution:
+        return image
+    return F.interpolate(image, size=(resolution, resolution), mode="area")
+
+
+def condition_batch(
+    image: torch.Tensor, box: torch.Tensor, keypoints: torch.Tensor, resolution: int, alpha: float = 1.0
+) -> Conditioned:
+    """``image`` ``(B, 3, S, S)`` float in [-1, 1] -> the ``Conditioned`` batch at ``resolution``."""
+    real = fade_image(downsample_to(image, resolution), alpha)
+    mask = box_mask(box, resolution).to(real.dtype)
+    condition = real * (1 - mask)  # real is finite (it comes from uint8), so the box becomes exactly 0
+    return Conditioned(real, condition, mask, keypoints)

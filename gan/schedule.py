@@ -1,0 +1,88 @@
+"""Progressive-growing schedule as a pure function of images seen (Karras et al., ICLR 2018).
+
+The start resolution stabilises first; every later resolution fades in over ``fade_images``, then
+stabilises over ``stabilize_images``; the last resolution trains on until ``total_images``.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gan.channels import resolutions_up_to
+
+PAPER_BATCH_SIZES = {8: 256, 16: 256, 32: 128, 64: 96, 128: 64}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where training stands: active resolution, fade-in weight, global batch size and phase."""
+
+    resolution: int
+    alpha: float
+    batch_size: int
+    phase: Literal["fade", "stabilize"]
+    phase_start: int  # images_seen at which this phase began
+
+
+class Schedule:
+    """``stage_at(images_seen)``; batch sizes are global (summed over all ranks).
+
+    Args:
+        start_resolution: first resolution trained (8 in DeepPrivacy).
+        max_resolution: last resolution.
+        fade_images: images over which each new resolution fades in (alpha 0 -> 1).
+        stabilize_images: images each resolution trains at alpha = 1 before the next grows.
+        batch_sizes: global batch size per resolution; must name every resolution trained.
+        total_images: images after which training ends.
+    """
+
+    def __init__(
+        self,
+        start_resolution: int = 8,
+        max_resolution: int = 128,
+        fade_images: int = 1_200_000,
+        stabilize_images: int = 1_200_000,
+        batch_sizes: dict[int, int] | None = None,
+        total_images: int = 12_000_000,
+    ) -> None:
+        self.resolutions = resolutions_up_to(max_resolution, min_resolution=start_resolution)
+        if start_resolution < 8:
+            raise ValueError(f"schedule.start_resolution must be >= 8, got {start_resolution}")
+        self.batch_sizes = {int(k): int(v) for k, v in (batch_sizes or PAPER_BATCH_SIZES).items()}
+        missing = [r for r in self.resolutions if r not in self.batch_sizes]
+        if missing:
+            raise ValueError(f"schedule.batch_sizes has no entry for resolution(s) {missing}")
+        if any(v <= 0 for v in self.batch_sizes.values()):
+            raise ValueError(f"schedule.batch_sizes must be positive, got {self.batch_sizes}")
+        if fade_images <= 0 or stabilize_images <= 0:
+            raise ValueError("schedule.fade_images and schedule.stabilize_images must be positive")
+        self.fade_images = fade_images
+        self.stabilize_images = stabilize_images
+        self.total_images = total_images
+        # (start images_seen, resolution, phase) of every phase in order.
+        self.phases: list[tuple[int, int, str]] = [(0, self.resolutions[0], "stabilize")]
+        start = stabilize_images
+        for resolution in self.resolutions[1:]:
+            self.phases.append((start, resolution, "fade"))
+            self.phases.append((start + fade_images, resolution, "stabilize"))
+            start += fade_images + stabilize_images
+
+    @property
+    def max_resolution(self) -> int:
+        return self.resolutions[-1]
+
+    @property
+    def growth_points(self) -> list[int]:
+        """images_seen at which each new resolution starts to fade in."""
+        return [start for start, _, phase in self.phases if phase == "fade"]
+
+    @property
+    def full_resolution_at(self) -> int:
+        """images_seen at which the last resolution has finished stabilising."""
+        return self.phases[-1][0] + self.stabilize_images
+
+    def stage_at(self, images_seen: int) -> Stage:
+        if images_seen < 0:
+            raise ValueError(f"images_seen must be >= 0, got {images_seen}")
+        start, resolution, phase = next(p for p in reversed(self.phases) if p[0] <= images_seen)
+        alpha = min((images_seen - start) / self.fade_images, 1.0) if phase == "fade" else 1.0
+        return Stage(resolution, alpha, self.batch_sizes[resolution], phase, start)  # type: ignore[arg-type]

@@ -1,0 +1,39 @@
+import pytest
+
+from gan.schedule import Schedule, Stage
+
+PAPER = Schedule()
+
+
+@pytest.mark.parametrize(
+    "images, stage",
+    [
+        (0, Stage(8, 1.0, 256, "stabilize", 0)),
+        (1_199_999, Stage(8, 1.0, 256, "stabilize", 0)),
+        (1_200_000, Stage(16, 0.0, 256, "fade", 1_200_000)),
+        (1_800_000, Stage(16, 0.5, 256, "fade", 1_200_000)),
+        (2_400_000, Stage(16, 1.0, 256, "stabilize", 2_400_000)),
+        (3_600_000, Stage(32, 0.0, 128, "fade", 3_600_000)),
+        (6_300_000, Stage(64, 0.25, 96, "fade", 6_000_000)),
+        (8_400_000, Stage(128, 0.0, 64, "fade", 8_400_000)),
+        (9_599_999, Stage(128, 1_199_999 / 1_200_000, 64, "fade", 8_400_000)),
+        (9_600_000, Stage(128, 1.0, 64, "stabilize", 9_600_000)),
+        (50_000_000, Stage(128, 1.0, 64, "stabilize", 9_600_000)),
+    ],
+)
+def test_paper_schedule_table(images, stage):
+    assert PAPER.stage_at(images) == stage
+
+
+def test_paper_reaches_full_resolution_after_10_8_m_images():
+    assert PAPER.full_resolution_at == 10_800_000
+    assert PAPER.growth_points == [1_200_000, 3_600_000, 6_000_000, 8_400_000]
+
+
+def test_bad_schedules_name_the_key():
+    with pytest.raises(ValueError, match=r"batch_sizes has no entry for resolution\(s\) \[32\]"):
+        Schedule(8, 32, batch_sizes={8: 4, 16: 4})
+    with pytest.raises(ValueError, match="max_resolution must be a power of two"):
+        Schedule(8, 96)
+    with pytest.raises(ValueError, match="images_seen"):
+        PAPER.stage_at(-1)
