@@ -1,6 +1,35 @@
-"""Train DeepPrivacy: ``python train.py --config configs/deepprivacy.yaml``."""
+"""Train DeepPrivacy: ``python train.py --config configs/deepprivacy.yaml [--trainer.devices 8] [--ckpt_path last]``.
+
+LightningCLI builds the model, the data and the trainer from YAML (``--print_config`` shows the resolved
+configuration); the run is checked before any heavy work, trained, and resumable with ``--ckpt_path last``.
+"""
 
 import sys
 
+import yaml
+
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from gan.cli import ConfigError, build_cli, resolve_ckpt_path, validate_run
+
+
+def main(args: list[str] | None = None) -> int:
+    cli = build_cli(args)
+    try:
+        validate_run(cli)
+        ckpt_path = resolve_ckpt_path(cli)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    cli.model.run_config = yaml.safe_load(cli.parser.dump(cli.config))  # plain data, stored in checkpoints
+    try:
+        # weights_only=True: a checkpoint is unpickled without running code from it.
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        print(f"stopped by SIGTERM; resume with --ckpt_path last ({cli.image_checkpoint.last_path})", file=sys.stderr)
+        return 143
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit("train.py: training is not yet available in this version of SafeFakes (networks only).")
+    sys.exit(main())

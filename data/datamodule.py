@@ -6,7 +6,6 @@ continues the very same sequence of samples. Images travel as uint8 and become f
 on the device.
 """
 
-import math
 from collections.abc import Iterator
 
 import pytorch_lightning as pl
@@ -20,6 +19,7 @@ from data.prepared import FaceBatch, collate
 from data.record import DataError, FaceRecord
 from data.sources import open_dataset
 from gan.schedule import Schedule
+from gan.seeding import step_seed
 
 
 class ScheduledBatchSampler(Sampler[list[int]]):
@@ -28,6 +28,9 @@ class ScheduledBatchSampler(Sampler[list[int]]):
     The global sample stream is the concatenation of seeded permutations of the dataset (one per epoch);
     the global batch at images_seen = n takes stream positions ``[n, n + batch)``, and rank k takes the
     k-th of ``world_size`` equal slices of it.
+
+    It has no ``__len__`` on purpose: after a resume Lightning counts batch indices from the checkpoint,
+    and a length counted from ``start_images`` would end the epoch early. The stream simply ends.
     """
 
     def __init__(
@@ -75,17 +78,6 @@ class ScheduledBatchSampler(Sampler[list[int]]):
             else:
                 yield self._positions(first, per_rank)
             images_seen += batch
-
-    def __len__(self) -> int:
-        steps, images_seen = 0, self.start_images
-        while images_seen < self.schedule.total_images:
-            stage = self.schedule.stage_at(images_seen)
-            later = [start for start, _, _ in self.schedule.phases if start > images_seen]
-            phase_end = min(later + [self.schedule.total_images])
-            n = math.ceil((phase_end - images_seen) / stage.batch_size)
-            steps += n
-            images_seen += n * stage.batch_size
-        return steps
 
 
 class FaceDataModule(pl.LightningDataModule):
@@ -176,5 +168,10 @@ class FaceDataModule(pl.LightningDataModule):
         image = to_float_image(batch.image)
         box, keypoints = batch.box, batch.keypoints
         if self.trainer is not None and self.trainer.training:
-            image, box, keypoints = self.augment(image, box, keypoints)
+            # Seeded by the images seen before this batch: a resumed run augments exactly the same way.
+            images_seen = int(getattr(self.trainer.lightning_module, "images_seen", 0))
+            devices = [image.device] if image.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(step_seed(self.seed, images_seen, self.trainer.global_rank))
+                image, box, keypoints = self.augment(image, box, keypoints)
         return FaceBatch(image, box, keypoints, batch.index)

@@ -4,7 +4,7 @@ The start resolution stabilises first; every later resolution fades in over ``fa
 stabilises over ``stabilize_images``; the last resolution trains on until ``total_images``.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from gan.channels import resolutions_up_to
@@ -23,6 +23,7 @@ class Stage:
     phase_start: int  # images_seen at which this phase began
 
 
+@dataclass(frozen=True)
 class Schedule:
     """``stage_at(images_seen)``; batch sizes are global (summed over all ranks).
 
@@ -35,40 +36,37 @@ class Schedule:
         total_images: images after which training ends.
     """
 
-    def __init__(
-        self,
-        start_resolution: int = 8,
-        max_resolution: int = 128,
-        fade_images: int = 1_200_000,
-        stabilize_images: int = 1_200_000,
-        batch_sizes: dict[int, int] | None = None,
-        total_images: int = 12_000_000,
-    ) -> None:
-        self.resolutions = resolutions_up_to(max_resolution, min_resolution=start_resolution)
-        if start_resolution < 8:
-            raise ValueError(f"schedule.start_resolution must be >= 8, got {start_resolution}")
-        self.batch_sizes = {int(k): int(v) for k, v in (batch_sizes or PAPER_BATCH_SIZES).items()}
-        missing = [r for r in self.resolutions if r not in self.batch_sizes]
+    start_resolution: int = 8
+    max_resolution: int = 128
+    fade_images: int = 1_200_000
+    stabilize_images: int = 1_200_000
+    batch_sizes: dict[int, int] = field(default_factory=lambda: dict(PAPER_BATCH_SIZES))
+    total_images: int = 12_000_000
+
+    def __post_init__(self) -> None:
+        if self.start_resolution < 8:
+            raise ValueError(f"schedule.start_resolution must be >= 8, got {self.start_resolution}")
+        try:
+            resolutions = resolutions_up_to(self.max_resolution, min_resolution=self.start_resolution)
+        except ValueError as error:
+            raise ValueError(f"schedule: {error}") from None
+        object.__setattr__(self, "batch_sizes", {int(k): int(v) for k, v in self.batch_sizes.items()})
+        missing = [r for r in resolutions if r not in self.batch_sizes]
         if missing:
             raise ValueError(f"schedule.batch_sizes has no entry for resolution(s) {missing}")
         if any(v <= 0 for v in self.batch_sizes.values()):
             raise ValueError(f"schedule.batch_sizes must be positive, got {self.batch_sizes}")
-        if fade_images <= 0 or stabilize_images <= 0:
-            raise ValueError("schedule.fade_images and schedule.stabilize_images must be positive")
-        self.fade_images = fade_images
-        self.stabilize_images = stabilize_images
-        self.total_images = total_images
+        if self.fade_images <= 0 or self.stabilize_images <= 0 or self.total_images <= 0:
+            raise ValueError("schedule.fade_images, stabilize_images and total_images must be positive")
         # (start images_seen, resolution, phase) of every phase in order.
-        self.phases: list[tuple[int, int, str]] = [(0, self.resolutions[0], "stabilize")]
-        start = stabilize_images
-        for resolution in self.resolutions[1:]:
-            self.phases.append((start, resolution, "fade"))
-            self.phases.append((start + fade_images, resolution, "stabilize"))
-            start += fade_images + stabilize_images
-
-    @property
-    def max_resolution(self) -> int:
-        return self.resolutions[-1]
+        phases: list[tuple[int, int, str]] = [(0, resolutions[0], "stabilize")]
+        start = self.stabilize_images
+        for resolution in resolutions[1:]:
+            phases.append((start, resolution, "fade"))
+            phases.append((start + self.fade_images, resolution, "stabilize"))
+            start += self.fade_images + self.stabilize_images
+        object.__setattr__(self, "phases", tuple(phases))
+        object.__setattr__(self, "resolutions", tuple(resolutions))
 
     @property
     def growth_points(self) -> list[int]:

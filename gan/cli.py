@@ -1,0 +1,87 @@
+"""The training command line: LightningCLI plus the checks that run before any heavy work."""
+
+from pathlib import Path
+
+from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.strategies import DDPStrategy
+
+from data.datamodule import FaceDataModule
+from gan.checkpointing import ImageCheckpoint
+from gan.module import DeepPrivacyGAN
+
+TRAINER_DEFAULTS = {
+    "max_epochs": 1,  # one pass over the schedule; the scheduled loader ends at schedule.total_images
+    "use_distributed_sampler": False,  # the scheduled batch sampler splits every global batch across ranks
+    "limit_val_batches": 0,  # sample grids and FID are driven by images seen, not by the validation loop
+    "num_sanity_val_steps": 0,
+    "enable_checkpointing": False,  # ImageCheckpoint (the `checkpoint` section) saves by images seen
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names its key."""
+
+
+class SafeFakesCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ImageCheckpoint, "checkpoint")
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="checkpoint to resume from, or 'last' for the newest of this run (if any)")
+
+    @property
+    def image_checkpoint(self) -> ImageCheckpoint:
+        return next(c for c in self.trainer.callbacks if isinstance(c, ImageCheckpoint))
+
+
+def validate_run(cli: SafeFakesCLI) -> None:
+    """Refuse a configuration that would fail later, naming the key."""
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    for key, path in (("data.train_path", data.train_path), ("data.val_path", data.val_path)):
+        if path is not None and not Path(path).is_dir():
+            hint = " (build the demo set with: python -m data.demo)" if "demo" in str(path) else ""
+            raise ConfigError(f"{key}: no dataset directory at {path}{hint}")
+    world = trainer.world_size
+    for resolution, batch in model.schedule.batch_sizes.items():
+        if batch % world:
+            raise ConfigError(
+                f"model.schedule.batch_sizes[{resolution}] = {batch} is not divisible by the {world} processes "
+                "(trainer.devices x trainer.num_nodes)"
+            )
+    strategy = trainer.strategy
+    if world > 1 and isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
+        raise ConfigError(
+            "trainer.strategy: use ddp_find_unused_parameters_true; the layers of the resolutions not being "
+            "trained receive no gradient, which plain ddp treats as an error"
+        )
+    if trainer._accelerator_connector.use_distributed_sampler:
+        raise ConfigError("trainer.use_distributed_sampler must be false: the scheduled batch sampler shards batches")
+    if model.schedule.batch_sizes and data.num_val < model.hparams.num_samples:
+        raise ConfigError(f"data.num_val ({data.num_val}) must be >= model.num_samples ({model.hparams.num_samples})")
+
+
+def resolve_ckpt_path(cli: SafeFakesCLI) -> str | None:
+    """'last' -> this run's last.ckpt if there is one (a fresh start otherwise); a path must exist."""
+    path = cli.config.ckpt_path
+    if path is None:
+        return None
+    if path == "last":
+        last = cli.image_checkpoint.last_path
+        if not last.is_file():
+            print(f"ckpt_path=last: no {last} yet, starting from scratch")
+            return None
+        return str(last)
+    if not Path(path).is_file():
+        raise ConfigError(f"ckpt_path: no checkpoint file at {path}")
+    return path
+
+
+def build_cli(args: list[str] | None = None) -> SafeFakesCLI:
+    return SafeFakesCLI(
+        DeepPrivacyGAN,
+        FaceDataModule,
+        run=False,
+        args=args,
+        trainer_defaults=TRAINER_DEFAULTS,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+    )

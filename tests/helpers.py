@@ -1,0 +1,39 @@
+"""Callbacks that tests put into a training run through its config (``trainer.callbacks``)."""
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class InterruptAt(pl.Callback):
+    """Behave as if SIGTERM arrived once ``images_seen`` reaches ``images``."""
+
+    def __init__(self, images: int) -> None:
+        self.images = images
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if int(pl_module.images_seen) >= self.images:
+            trainer._signal_connector.received_sigterm = True
+
+
+class DumpWeights(pl.Callback):
+    """At the end of training each rank saves its flattened G, D and G_ema weights to ``folder/rank<k>.pt``."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        weights = {name: torch.cat([p.detach().flatten() for p in getattr(pl_module, name).parameters()])
+                   for name in ("G", "D", "G_ema")}
+        weights["images_seen"] = pl_module.images_seen.clone()
+        torch.save(weights, Path(self.folder) / f"rank{trainer.global_rank}.pt")
+
+
+class PoisonCritic(pl.Callback):
+    """Make the critic output NaN from the first step on: every gradient becomes non-finite."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        with torch.no_grad():
+            pl_module.D.final.linear.weight[0, 0] = float("nan")

@@ -1,0 +1,161 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+from data.demo import build_demo
+
+ROOT = Path(__file__).resolve().parents[1]
+TAGS = ["loss/D/wgan", "loss/D/gp", "loss/D/epsilon", "loss/G", "progress/resolution", "progress/alpha",
+        "progress/images_seen", "perf/images_per_second"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "demo"
+    build_demo(out, variants_per_face=3)
+    return out
+
+
+def tiny_config(folder: Path, data: Path, total: int = 96, callbacks: list | None = None, **trainer) -> Path:
+    """8 -> 16 -> 32 px at width 8 in a few seconds: growth at 16 and 48 images."""
+    config = {
+        "seed_everything": 0,
+        "model": {
+            "base_width": 8, "max_resolution": 32, "num_samples": 4, "sample_every_images": 32,
+            "ema_half_life_images": 100,
+            "schedule": {"start_resolution": 8, "max_resolution": 32, "fade_images": 16, "stabilize_images": 16,
+                         "batch_sizes": {8: 8, 16: 8, 32: 4}, "total_images": total},
+        },
+        "data": {"train_path": str(data), "num_val": 8, "num_workers": 0},
+        "trainer": {
+            "accelerator": "cpu", "devices": 1, "precision": "32-true", "log_every_n_steps": 1,
+            "enable_progress_bar": False, "enable_model_summary": False,
+            "logger": {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
+                       "init_args": {"save_dir": str(folder), "name": "run", "version": "logs"}},
+            "callbacks": callbacks or [],
+            **trainer,
+        },
+        "checkpoint": {"dirpath": str(folder / "ckpt"), "every_images": 40, "keep_last": 2},
+    }
+    path = folder / "config.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_tiny_run_grows_twice_and_logs(tmp_path, demo, precision):
+    config = tiny_config(tmp_path, demo, precision=precision)
+    assert train.main(["--config", str(config)]) == 0
+    checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
+    state = checkpoint["state_dict"]
+    assert int(state["images_seen"]) == 96 and int(state["resolution"]) == 32 and int(state["skipped_steps"]) == 0
+    assert checkpoint["safefakes"]["config"]["model"]["base_width"] == 8
+    assert len(checkpoint["optimizer_states"]) == 2
+    saved = sorted(p.name for p in (tmp_path / "ckpt").glob("images=*.ckpt"))
+    assert saved == ["images=00000000080.ckpt", "images=00000000096.ckpt"]  # keep_last 2 of 16, 40, 48, 80, 96
+    events = EventAccumulator(str(tmp_path / "run" / "logs"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    assert set(TAGS) <= set(events.Tags()["scalars"])
+    resolutions = {e.value for e in events.Scalars("progress/resolution")}
+    assert resolutions == {8.0, 16.0, 32.0}
+    alphas = [e.value for e in events.Scalars("progress/alpha")]
+    assert 0.0 in alphas and any(0 < a < 1 for a in alphas)  # the fades were logged
+    assert all(torch.isfinite(torch.tensor(e.value)) for e in events.Scalars("loss/D/gp"))
+    grids = events.Images("samples/condition_generated_real")
+    assert len(grids) >= 3 and grids[-1].width == 6 * 66 + 2
+
+
+def test_exact_resume_in_the_middle_of_a_fade(tmp_path, demo):
+    straight = tiny_config(tmp_path / "a", demo, callbacks=[
+        {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "a" / "w")}}])
+    assert train.main(["--config", str(straight)]) == 0
+    # Interrupted at 56 images: the 32 px fade runs from 48 to 64.
+    interrupted = tiny_config(tmp_path / "b", demo, callbacks=[
+        {"class_path": "tests.helpers.InterruptAt", "init_args": {"images": 56}},
+        {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "b" / "w")}}])
+    assert train.main(["--config", str(interrupted)]) == 143
+    stopped = load(tmp_path / "b" / "ckpt" / "last.ckpt")
+    assert int(stopped["state_dict"]["images_seen"]) == 56 and stopped["safefakes"]["stage"]["phase"] == "fade"
+    resumed = tiny_config(tmp_path / "b", demo, callbacks=[
+        {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "b" / "w")}}])
+    assert train.main(["--config", str(resumed), "--ckpt_path", "last"]) == 0
+    a, b = torch.load(tmp_path / "a" / "w" / "rank0.pt"), torch.load(tmp_path / "b" / "w" / "rank0.pt")
+    for name in ("G", "D", "G_ema", "images_seen"):
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_non_finite_steps_are_skipped_and_counted(tmp_path, demo):
+    config = tiny_config(tmp_path, demo, total=24, precision="bf16-mixed", callbacks=[
+        {"class_path": "tests.helpers.PoisonCritic"},
+        {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "w")}}])
+    assert train.main(["--config", str(config)]) == 0
+    state = load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]
+    assert int(state["skipped_steps"]) == 2 * 3  # 3 iterations of 8 images, D and G steps both skipped
+    events = EventAccumulator(str(tmp_path / "run" / "logs")).Reload()
+    assert events.Scalars("progress/skipped_steps")[-1].value == 6
+    weights = torch.load(tmp_path / "w" / "rank0.pt")
+    assert torch.equal(weights["G"], weights["G_ema"])  # G never stepped, so its average never moved
+
+
+def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path, demo):
+    config = tiny_config(tmp_path, demo, total=100_000)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "train.py", "--config", str(config)], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "ckpt").glob("images=*.ckpt")) and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == 143, output
+    checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
+    stopped_at = int(checkpoint["state_dict"]["images_seen"])
+    assert stopped_at > 0 and not list((tmp_path / "ckpt").glob("*.tmp"))
+    resume = tiny_config(tmp_path, demo, total=stopped_at + 40)
+    assert train.main(["--config", str(resume), "--ckpt_path", "last"]) == 0
+    assert int(load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]["images_seen"]) >= stopped_at + 40
+
+
+def test_ddp_two_processes_hold_identical_weights(tmp_path, demo):
+    config = tiny_config(tmp_path, demo, total=64, devices=2, strategy="ddp_find_unused_parameters_true",
+                         callbacks=[{"class_path": "tests.helpers.DumpWeights",
+                                     "init_args": {"folder": str(tmp_path / "w")}}])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "train.py", "--config", str(config)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rank0, rank1 = torch.load(tmp_path / "w" / "rank0.pt"), torch.load(tmp_path / "w" / "rank1.pt")
+    for name in ("G", "D", "G_ema"):
+        assert torch.equal(rank0[name], rank1[name]), name
+    # Global batches: 2 x 8 at 8 px, 4 x 8 through the 16 px fade and stabilisation, 4 x 4 at 32 px.
+    assert int(rank0["images_seen"]) == int(rank1["images_seen"]) == 64
+    assert int(load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]["resolution"]) == 32
+
+
+def test_bad_configuration_names_the_key(tmp_path, demo, capsys):
+    config = tiny_config(tmp_path, demo)
+    assert train.main(["--config", str(config), "--data.train_path", str(tmp_path / "missing")]) == 2
+    assert "data.train_path: no dataset directory" in capsys.readouterr().err
+    assert train.main(["--config", str(config), "--trainer.devices", "3", "--trainer.strategy",
+                       "ddp_find_unused_parameters_true"]) == 2
+    assert "model.schedule.batch_sizes[8] = 8 is not divisible by the 3 processes" in capsys.readouterr().err
+    assert train.main(["--config", str(config), "--trainer.devices", "2", "--trainer.strategy", "ddp"]) == 2
+    assert "trainer.strategy: use ddp_find_unused_parameters_true" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--config", str(config), "--model.base_widht", "16"])
+    assert "base_widht" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_resolution must be a power of two"):
+        train.main(["--config", str(config), "--model.schedule.max_resolution", "48"])
