@@ -1,0 +1,150 @@
+"""Training-step throughput: Lightning vs a bare PyTorch loop, FLOP per image, and efficiency vs a plain conv.
+
+    python bench/train_step.py [--base-width 64] [--max-resolution 64] [--batch 16] [--steps 12]
+
+For each resolution (alpha = 1) it measures, in one run:
+- images/s of the bare PyTorch loop of the same step (condition, G forward, critic step with WGAN-GP,
+  generator step, EMA) and of the same step through Lightning's Trainer (DeepPrivacyGAN + FaceDataModule);
+- FLOP per training image (torch.utils.flop_counter.FlopCounterMode, a multiply-add = 2 FLOP);
+- achieved FLOP/s divided by the FLOP/s of a plain 3x3 conv (forward + backward) of the model's width
+  measured on the same machine in the same run.
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from data.conditioning import condition_batch, to_float_image
+from data.datamodule import FaceDataModule
+from data.demo import build_demo
+from gan.ema import ema_beta, ema_update
+from gan.losses import epsilon_penalty, generator_loss, gradient_penalty, wgan_d_loss
+from gan.module import DeepPrivacyGAN
+from gan.schedule import Schedule
+
+
+def bare_step(model: DeepPrivacyGAN, opt_g, opt_d, batch, resolution: int) -> None:
+    x = condition_batch(to_float_image(batch.image), batch.box, batch.keypoints, resolution)
+    z = torch.randn(len(x), *model.G.latent_shape)
+    fake = model.G(x.condition, x.mask, x.keypoints, z, resolution=resolution)
+
+    def critic(image):
+        return model.D(image, x.condition, x.keypoints, resolution=resolution)
+
+    real_scores, fake_scores = critic(x.image), critic(fake.detach())
+    loss_d = (wgan_d_loss(real_scores, fake_scores) + 10 * gradient_penalty(critic, x.image, fake.detach())
+              + 0.001 * epsilon_penalty(real_scores))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    model.D.requires_grad_(False)
+    loss_g = generator_loss(critic(fake))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    model.D.requires_grad_(True)
+    ema_update(model.G_ema, model.G, ema_beta(len(x), 10_000))
+
+
+def count_flops(fn) -> int:
+    """FLOPs of ``fn()``. FlopCounterMode's per-module tracker cannot follow the gradient penalty's
+    ``autograd.grad(create_graph=True)``, so only its counting dispatch mode is entered."""
+    from torch.utils.flop_counter import _FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with _FlopCounterMode(counter):
+        fn()
+    return counter.get_total_flops()
+
+
+def conv_flops_per_second(channels: int, resolution: int, batch: int, seconds: float = 2.0) -> float:
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
+    x = torch.randn(batch, channels, resolution, resolution, requires_grad=True)
+    flops, runs, start = count_flops(lambda: conv(x).sum().backward()), 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        conv(x).sum().backward()
+        runs += 1
+    return flops * runs / (time.perf_counter() - start)
+
+
+class Timer(pl.Callback):
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.steps, self.start = warmup, 0, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.steps += 1
+        if self.steps == self.warmup:
+            self.start = time.perf_counter()
+        self.end = time.perf_counter()
+
+
+def measure(args, data: Path, resolution: int) -> dict:
+    stage_start = {8: 0}
+    schedule = Schedule(8, args.max_resolution, fade_images=10**9, stabilize_images=10**9,
+                        batch_sizes={r: args.batch for r in (8, 16, 32, 64, 128, 256) if r <= args.max_resolution})
+    for start, r, phase in schedule.phases:
+        if phase == "stabilize":
+            stage_start[r] = start
+    images = stage_start[resolution]
+    total = images + (args.steps + args.warmup) * args.batch
+
+    def make_model() -> DeepPrivacyGAN:
+        torch.manual_seed(0)
+        sched = Schedule(8, args.max_resolution, 10**9, 10**9, schedule.batch_sizes, total_images=total)
+        model = DeepPrivacyGAN(args.base_width, args.max_resolution, schedule=sched, sample_every_images=0)
+        model.images_seen.fill_(images)
+        model.resolution.fill_(resolution)
+        return model
+
+    datamodule = FaceDataModule(str(data), num_val=16, num_workers=0, flip_probability=0.0)
+    # Bare PyTorch loop.
+    model = make_model()
+    opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=0.00175, betas=(0.0, 0.99)) for m in (model.G, model.D))
+    loader = iter(datamodule.scheduled_loader(model.schedule, images))
+    batches = [next(loader) for _ in range(args.warmup + args.steps)]
+    flops = count_flops(lambda: bare_step(model, opt_g, opt_d, batches[0], resolution))
+    for batch in batches[1 : args.warmup]:
+        bare_step(model, opt_g, opt_d, batch, resolution)
+    start = time.perf_counter()
+    for batch in batches[args.warmup :]:
+        bare_step(model, opt_g, opt_d, batch, resolution)
+    bare = args.steps * args.batch / (time.perf_counter() - start)
+    # The same step through Lightning.
+    timer = Timer(args.warmup)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer])
+    trainer.fit(make_model(), datamodule=datamodule)
+    lightning = (timer.steps - timer.warmup) * args.batch / (timer.end - timer.start)
+    return {"bare": bare, "lightning": lightning, "flops": flops / args.batch}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-width", type=int, default=64)
+    parser.add_argument("--max-resolution", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "demo"
+        build_demo(data, variants_per_face=8)
+        conv = conv_flops_per_second(args.base_width, 32, args.batch)
+        print(f"CPU, {torch.get_num_threads()} threads, fp32; base width {args.base_width}, batch {args.batch}")
+        print(f"plain 3x3 conv {args.base_width}->{args.base_width} at 32 px, fwd+bwd: {conv / 1e9:.1f} GFLOP/s")
+        print(f"{'res':>4} {'GFLOP/img':>10} {'bare img/s':>11} {'Lightning img/s':>16} {'L/bare':>7} {'eff vs conv':>12}")
+        for resolution in [r for r in (8, 16, 32, 64, 128) if r <= args.max_resolution]:
+            m = measure(args, data, resolution)
+            efficiency = m["flops"] * m["lightning"] / conv
+            print(f"{resolution:>4} {m['flops'] / 1e9:>10.3f} {m['bare']:>11.1f} {m['lightning']:>16.1f} "
+                  f"{m['lightning'] / m['bare']:>7.3f} {efficiency:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
