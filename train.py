@@ -1,7 +1,8 @@
 """Train DeepPrivacy: ``python train.py --config configs/deepprivacy.yaml [--trainer.devices 8] [--ckpt_path last]``.
 
 LightningCLI builds the model, the data and the trainer from YAML (``--print_config`` shows the resolved
-configuration); the run is checked before any heavy work, trained, and resumable with ``--ckpt_path last``.
+configuration); the run is checked before any heavy work, trained, resumable with ``--ckpt_path last``, and
+its EMA generator is exported to ``<checkpoint.dirpath>/export`` when the schedule is complete.
 """
 
 import sys
@@ -11,6 +12,7 @@ import yaml
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gan.cli import ConfigError, build_cli, resolve_ckpt_path, validate_run
+from gan.export import export
 
 
 def main(args: list[str] | None = None) -> int:
@@ -28,6 +30,10 @@ def main(args: list[str] | None = None) -> int:
     except SIGTERMException:
         print(f"stopped by SIGTERM; resume with --ckpt_path last ({cli.image_checkpoint.last_path})", file=sys.stderr)
         return 143
+    if cli.model.training_finished and cli.trainer.is_global_zero:
+        out = cli.image_checkpoint.dirpath / "export"
+        export(cli.model.G_ema, out, int(cli.model.images_seen), cli.model.run_config, onnx=cli.config.export_onnx)
+        print(f"exported the EMA generator to {out}")
     return 0
 
 

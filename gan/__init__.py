@@ -23,6 +23,7 @@ G / D / G_ema
 """
 
 from gan.discriminator import Discriminator
+from gan.export import load_generator
 from gan.generator import Generator
 from gan.keypoints import FLIP_PERMUTATION, KEYPOINT_NAMES, NUM_KEYPOINTS, keypoint_maps
 
@@ -33,4 +34,5 @@ __all__ = [
     "KEYPOINT_NAMES",
     "NUM_KEYPOINTS",
     "keypoint_maps",
+    "load_generator",
 ]

@@ -73,3 +73,30 @@ class ImageCheckpoint(pl.Callback):
 
     def state_dict(self) -> dict:
         return {"dirpath": str(self.dirpath), "every_images": self.every_images}
+
+
+def load_training_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint, unpickled safely (``weights_only=True``); errors name the file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    meta = checkpoint.get("safefakes") if isinstance(checkpoint, dict) else None
+    if meta is None or meta.get("format_version") != 1:
+        raise ValueError(f"{path}: not a SafeFakes training checkpoint (no 'safefakes' entry with format_version 1)")
+    return checkpoint
+
+
+def ema_generator_from_checkpoint(path: str | Path):
+    """(the EMA generator, the checkpoint's 'safefakes' metadata), loaded strictly."""
+    from gan.generator import Generator
+
+    checkpoint = load_training_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
+    generator = Generator(hparams["base_width"], hparams["max_resolution"], hparams["latent_channels"])
+    prefix = "G_ema."
+    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    generator.load_state_dict(state, strict=True)
+    return generator.requires_grad_(False).eval(), {**checkpoint["safefakes"], "hyper_parameters": hparams}

@@ -7,6 +7,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from data.datamodule import FaceDataModule
 from gan.checkpointing import ImageCheckpoint
+from gan.fid import FIDCallback
 from gan.module import DeepPrivacyGAN
 
 TRAINER_DEFAULTS = {
@@ -25,8 +26,11 @@ class ConfigError(ValueError):
 class SafeFakesCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ImageCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(FIDCallback, "fid")
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="checkpoint to resume from, or 'last' for the newest of this run (if any)")
+        parser.add_argument("--export_onnx", type=bool, default=True,
+                            help="write generator.onnx next to the safetensors export at the end of training")
 
     @property
     def image_checkpoint(self) -> ImageCheckpoint:

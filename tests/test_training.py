@@ -25,7 +25,8 @@ def demo(tmp_path_factory):
     return out
 
 
-def tiny_config(folder: Path, data: Path, total: int = 96, callbacks: list | None = None, **trainer) -> Path:
+def tiny_config(folder: Path, data: Path, total: int = 96, callbacks: list | None = None, fid: str | None = None,
+                **trainer) -> Path:
     """8 -> 16 -> 32 px at width 8 in a few seconds: growth at 16 and 48 images."""
     config = {
         "seed_everything": 0,
@@ -45,6 +46,7 @@ def tiny_config(folder: Path, data: Path, total: int = 96, callbacks: list | Non
             **trainer,
         },
         "checkpoint": {"dirpath": str(folder / "ckpt"), "every_images": 40, "keep_last": 2},
+        "fid": {"extractor": fid},
     }
     path = folder / "config.yaml"
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,203 @@
+"""Anonymize photos with an exported generator: every detected face is replaced.
+
+    python -m gan.anonymize --model checkpoints/demo/export --input photo.jpg [more.jpg ...] --output out/
+        [--detections faces.json] [--backend torch|onnx] [--seed 7] [--blur-below 0] [--device cpu]
+
+Faces come from face-alignment (boxes + 7 keypoints; its weights must be in ``$TORCH_HOME/hub/checkpoints``)
+or from ``--detections`` (the format of ``data.prepare``: per photo a list of ``{"box": [...], "keypoints": [...]}``,
+keypoints optional). Each face is cropped the DeepPrivacy way, resized to the model's resolution, generated
+(z = 0 unless ``--seed``), resized back and pasted inside its box only. A face without keypoints is generated
+with all keypoints absent; with ``--blur-below N`` a face whose box is under N pixels is blurred instead.
+No face is left as it was: the report counts how many took each path.
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from data.crop import crop_face, crop_window
+from gan.export import ExportedGenerator, load_generator
+from gan.keypoints import NUM_KEYPOINTS
+
+
+@dataclass
+class Report:
+    """How many faces took each path."""
+
+    generated: int = 0
+    generated_without_keypoints: int = 0
+    blurred: int = 0
+    per_image: dict = field(default_factory=dict)
+
+
+class OnnxGenerator:
+    """``generator.onnx`` in onnxruntime, called like ``ExportedGenerator``."""
+
+    def __init__(self, folder: Path) -> None:
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(folder / "generator.onnx"), providers=["CPUExecutionProvider"])
+        self.meta = json.loads((folder / "generator.json").read_text())
+        self.resolution = self.meta["resolution"]
+
+    def __call__(self, condition, mask, keypoints, z) -> torch.Tensor:
+        feeds = {"condition": condition, "mask": mask, "keypoints": keypoints, "z": z}
+        (out,) = self.session.run(None, {k: v.cpu().numpy().astype(np.float32) for k, v in feeds.items()})
+        return torch.from_numpy(out)
+
+
+class Anonymizer:
+    """``Anonymizer.from_export(DIR)(image, boxes, keypoints=None) -> (anonymized image, Report)``.
+
+    image: ``(H, W, 3)`` uint8 RGB; boxes: ``(N, 4)`` face boxes (x0, y0, x1, y1) in pixels; keypoints:
+    ``(N, 7, 2)`` in pixels (negative or NaN = absent) or None.
+    """
+
+    def __init__(self, generator, batch_size: int = 16, seed: int | None = None, blur_below: int = 0,
+                 device: str = "cpu") -> None:
+        self.generator = generator
+        self.resolution = generator.meta["resolution"]
+        self.latent_shape = tuple(generator.meta["inputs"]["z"]["shape"][1:])
+        self.batch_size, self.seed, self.blur_below, self.device = batch_size, seed, blur_below, device
+
+    @classmethod
+    def from_export(cls, folder: str | Path, backend: str = "torch", **kwargs) -> "Anonymizer":
+        folder = Path(folder)
+        if backend == "torch":
+            generator: ExportedGenerator | OnnxGenerator = load_generator(folder).to(kwargs.get("device", "cpu"))
+        elif backend == "onnx":
+            load_generator(folder)  # checks format, version and weights; the ONNX file is checked below
+            generator = OnnxGenerator(folder)
+        else:
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        return cls(generator, **kwargs)
+
+    def __call__(self, image: np.ndarray, boxes, keypoints=None) -> tuple[np.ndarray, Report]:
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if keypoints is None:
+            keypoints = np.full((len(boxes), NUM_KEYPOINTS, 2), -1.0)
+        keypoints = np.asarray(keypoints, dtype=np.float64).reshape(len(boxes), NUM_KEYPOINTS, 2)
+        height, width = image.shape[:2]
+        out = image.copy()
+        report = Report()
+        jobs = []
+        for i, (box, points) in enumerate(zip(boxes, keypoints)):
+            pixel_box = self._pixel_box(box, width, height)
+            if pixel_box is None:
+                continue  # the box lies outside the photo: no pixel of a face to replace
+            if self.blur_below and max(box[2] - box[0], box[3] - box[1]) < self.blur_below:
+                self._blur(out, image, pixel_box)
+                report.blurred += 1
+                continue
+            present = np.isfinite(points).all(axis=1) & (points >= 0).all(axis=1)
+            report.generated += 1
+            report.generated_without_keypoints += int(not present.any())
+            jobs.append((box, points, pixel_box, i))
+        for start in range(0, len(jobs), self.batch_size):
+            self._generate(image, out, jobs[start : start + self.batch_size])
+        return out, report
+
+    @staticmethod
+    def _pixel_box(box, width: int, height: int):
+        x0, y0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
+        x1, y1 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
+        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+    @staticmethod
+    def _blur(out: np.ndarray, image: np.ndarray, pixel_box) -> None:
+        x0, y0, x1, y1 = pixel_box
+        region = Image.fromarray(image[y0:y1, x0:x1])
+        radius = max(2, max(x1 - x0, y1 - y0) // 4)
+        out[y0:y1, x0:x1] = np.asarray(region.filter(ImageFilter.GaussianBlur(radius)))
+
+    @torch.no_grad()
+    def _generate(self, image: np.ndarray, out: np.ndarray, jobs) -> None:
+        from data.conditioning import box_mask
+
+        height, width = image.shape[:2]
+        crops, norm_boxes, norm_points, windows = [], [], [], []
+        for box, points, _, _ in jobs:
+            window = crop_window(box, width, height)
+            crop, nbox, npoints = crop_face(image, box, points, window, size=self.resolution)
+            crops.append(crop), norm_boxes.append(nbox), norm_points.append(npoints), windows.append(window)
+        crop_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(self.device)
+        box_t = torch.from_numpy(np.stack(norm_boxes)).to(self.device)
+        mask = box_mask(box_t, self.resolution)
+        condition = crop_t * (1 - mask)
+        keypoints = torch.from_numpy(np.stack(norm_points)).to(self.device)
+        z = torch.zeros(len(jobs), *self.latent_shape)
+        if self.seed is not None:
+            z = torch.randn(z.shape, generator=torch.Generator().manual_seed(self.seed + jobs[0][3]))
+        fake = self.generator(condition, mask, keypoints, z.to(self.device))
+        faces = ((fake.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        for face, window, (_, _, pixel_box, _) in zip(faces, windows, jobs):
+            wx0, wy0, wx1, wy1 = (int(v) for v in window)
+            side = wx1 - wx0
+            resized = np.asarray(Image.fromarray(face).resize((side, side), Image.Resampling.BICUBIC))
+            x0, y0, x1, y1 = pixel_box
+            out[y0:y1, x0:x1] = resized[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="an export folder (gan.export)")
+    parser.add_argument("--input", required=True, nargs="+", help="photos")
+    parser.add_argument("--output", required=True, help="folder for the anonymized photos and report.json")
+    parser.add_argument("--detections", help="JSON of faces per photo (file name -> list of {box, keypoints})")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    parser.add_argument("--seed", type=int, help="random latents from this seed (default: z = 0)")
+    parser.add_argument("--blur-below", type=int, default=0, help="blur instead of generating faces under N px")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu", help="device for the torch backend and face-alignment")
+    args = parser.parse_args(argv)
+    from data.prepare import FaceAlignmentDetector, load_detections
+    from data.record import DataError
+
+    try:
+        anonymizer = Anonymizer.from_export(args.model, args.backend, batch_size=args.batch_size, seed=args.seed,
+                                            blur_below=args.blur_below, device=args.device)
+        table = load_detections(args.detections) if args.detections else None
+        detector = None if table is not None else FaceAlignmentDetector(args.device, args.batch_size)
+    except (DataError, FileNotFoundError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    total = Report()
+    for path in map(Path, args.input):
+        try:
+            with Image.open(path) as opened:
+                photo = np.asarray(opened.convert("RGB"))
+        except (OSError, SyntaxError) as error:
+            print(f"error: {path}: cannot read the photo: {error}", file=sys.stderr)
+            return 1
+        if table is not None:
+            if path.name not in table:
+                print(f"error: {path.name} has no entry in {args.detections}", file=sys.stderr)
+                return 1
+            faces = table[path.name]
+        else:
+            faces = detector(photo)
+        boxes = [face["box"] for face in faces]
+        points = [face.get("keypoints", [[-1, -1]] * NUM_KEYPOINTS) for face in faces]
+        result, report = anonymizer(photo, boxes, points if faces else None)
+        Image.fromarray(result).save(output / path.name)
+        total.generated += report.generated
+        total.generated_without_keypoints += report.generated_without_keypoints
+        total.blurred += report.blurred
+        total.per_image[path.name] = {"faces": len(faces), "generated": report.generated, "blurred": report.blurred}
+    summary = {"generated": total.generated, "generated_without_keypoints": total.generated_without_keypoints,
+               "blurred": total.blurred, "images": total.per_image}
+    (output / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "images"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Export the EMA generator for deployment: safetensors + JSON, and a single-file ONNX model.
+
+    python -m gan.export --checkpoint checkpoints/demo/last.ckpt --out checkpoints/demo/export [--no-onnx]
+
+The export runs at the generator's full resolution with alpha = 1 and holds no code: ``generator.json``
+describes the architecture and every input convention, ``generator.safetensors`` the weights (its sha256
+is in the JSON), ``generator.onnx`` the same network for onnxruntime and other runtimes.
+``gan.load_generator(DIR)`` rebuilds it strictly.
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gan.generator import Generator
+from gan.keypoints import KEYPOINT_NAMES
+
+FORMAT = "safefakes-generator"
+FORMAT_VERSION = 1
+INPUT_NAMES = ("condition", "mask", "keypoints", "z")
+
+
+class ExportedGenerator(nn.Module):
+    """A generator fixed at its full resolution and alpha = 1: ``forward(condition, mask, keypoints, z)``.
+
+    condition: ``(B, 3, R, R)`` float in [-1, 1] (pixels under the mask are ignored); mask: ``(B, 1, R, R)``,
+    1 = generate; keypoints: ``(B, 7, 2)`` normalised (x, y), absent outside [0, 1); z: ``(B, 32, 4, 4)``.
+    Returns ``(B, 3, R, R)`` in about [-1, 1], equal to ``condition`` outside the mask.
+    """
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.resolution = generator.max_resolution
+
+    def forward(self, condition: torch.Tensor, mask: torch.Tensor, keypoints: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(condition, mask, keypoints, z, resolution=self.resolution, alpha=1.0)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def describe(generator: Generator, images_seen: int, config: dict | None) -> dict:
+    from data.crop import EXPANSION  # data imports gan: imported here, not at module level
+
+    r = generator.max_resolution
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": {"class": "gan.generator.Generator", "base_width": generator.base_width,
+                         "max_resolution": r, "latent_channels": generator.latent_channels},
+        "resolution": r,
+        "alpha": 1.0,
+        "inputs": {
+            "condition": {"shape": ["B", 3, r, r], "dtype": "float32", "range": [-1.0, 1.0],
+                          "layout": "RGB, channels first", "fill_value": 0.0,
+                          "note": "pixels where mask = 1 are ignored and may hold anything"},
+            "mask": {"shape": ["B", 1, r, r], "dtype": "float32", "values": "1 = pixel to generate, 0 = keep"},
+            "keypoints": {"shape": ["B", 7, 2], "dtype": "float32", "names": list(KEYPOINT_NAMES),
+                          "coordinates": "(x, y) normalised to [0, 1) inside the crop; x right, y down",
+                          "absent": "any point outside [0, 1) (use -1)", "left_right": "the subject's left"},
+            "z": {"shape": ["B", generator.latent_channels, 4, 4], "dtype": "float32",
+                  "distribution": "N(0, 1); zeros give the mean face"},
+        },
+        "output": {"name": "image", "shape": ["B", 3, r, r], "range": [-1.0, 1.0],
+                   "note": "equals condition where mask = 0"},
+        "crop": {"rule": "square face box, expanded by `expansion` of its side on each side, shifted inside "
+                         "the photo (padded if larger), resized to `resolution`", "expansion": EXPANSION},
+        "images_seen": int(images_seen),
+        "training_config": config,
+    }
+
+
+def export(generator: Generator, out: str | Path, images_seen: int = 0, config: dict | None = None,
+           onnx: bool = True) -> Path:
+    """Write generator.safetensors, generator.json and (optionally) generator.onnx into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    generator = generator.cpu().eval()
+    weights = out / "generator.safetensors"
+    save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, weights,
+              metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    description = describe(generator, images_seen, config)
+    description["sha256"] = sha256_file(weights)
+    if onnx:
+        export_onnx(ExportedGenerator(generator), out / "generator.onnx")
+        description["onnx"] = {"file": "generator.onnx", "sha256": sha256_file(out / "generator.onnx"),
+                               "inputs": list(INPUT_NAMES), "outputs": ["image"], "dynamic": ["batch"]}
+    (out / "generator.json").write_text(json.dumps(description, indent=1) + "\n")
+    return out
+
+
+def export_onnx(model: ExportedGenerator, path: Path) -> None:
+    """One self-contained file (no external data), dynamic batch, inputs named as in ``forward``.
+
+    ``optimize=False``: the exporter's graph optimizer folds PixelNorm's ``+ 1e-8`` away, which turns
+    an all-zero feature vector (the blank face region of an untrained model) into 0 * inf = NaN.
+    """
+    r = model.resolution
+    example = (torch.zeros(2, 3, r, r), torch.zeros(2, 1, r, r), torch.zeros(2, 7, 2),
+               torch.zeros(2, model.generator.latent_channels, 4, 4))
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(
+        model, example, str(path), input_names=list(INPUT_NAMES), output_names=["image"],
+        dynamic_shapes={name: {0: batch} for name in INPUT_NAMES}, external_data=False, dynamo=True,
+        optimize=False, verbose=False,
+    )
+
+
+class ExportError(ValueError):
+    """An export that cannot be trusted or used; the message names the file."""
+
+
+def load_generator(folder: str | Path) -> ExportedGenerator:
+    """Rebuild an exported generator strictly: format and version, sha256 of the weights, exact tensor names."""
+    folder = Path(folder)
+    meta_path, weights = folder / "generator.json", folder / "generator.safetensors"
+    for path in (meta_path, weights):
+        if not path.is_file():
+            raise ExportError(f"{path}: missing (an export holds generator.json and generator.safetensors)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise ExportError(f"{meta_path}: format {meta.get('format')!r} version {meta.get('format_version')!r}; "
+                          f"this SafeFakes reads {FORMAT!r} version {FORMAT_VERSION}")
+    digest = sha256_file(weights)
+    if digest != meta.get("sha256"):
+        raise ExportError(f"{weights}: sha256 {digest} does not match generator.json ({meta.get('sha256')}); "
+                          "the file was changed or damaged")
+    arch = meta["architecture"]
+    generator = Generator(arch["base_width"], arch["max_resolution"], arch["latent_channels"])
+    state = load_file(weights)
+    expected = set(generator.state_dict())
+    missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or extra:
+        raise ExportError(f"{weights}: tensors do not match the architecture in generator.json "
+                          f"(missing {missing[:5]}, unexpected {extra[:5]})")
+    generator.load_state_dict(state, strict=True)
+    model = ExportedGenerator(generator.requires_grad_(False).eval())
+    model.meta = meta
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--no-onnx", action="store_true", help="skip generator.onnx")
+    args = parser.parse_args(argv)
+    from gan.checkpointing import ema_generator_from_checkpoint  # imports Lightning: only for this command
+
+    try:
+        generator, meta = ema_generator_from_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    export(generator, args.out, meta["images_seen"], meta.get("config"), onnx=not args.no_onnx)
+    print(f"exported the EMA generator ({meta['images_seen']} images seen) to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+from data.demo import build_demo
+from gan.evaluate import main
+from tests.test_training import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two tiny runs, with FID (onet, real weights) and without."""
+    root = tmp_path_factory.mktemp("fidrun")
+    data = root / "demo"
+    build_demo(data, variants_per_face=3)
+    for name, fid in (("with", "onet"), ("without", None)):
+        config = tiny_config(root / name, data, fid=fid)
+        assert train.main(["--config", str(config), "--fid.every_images", "40"]) == 0
+    return root, data
+
+
+def test_fid_is_logged_during_training(trained):
+    root, _ = trained
+    events = EventAccumulator(str(root / "with" / "run" / "logs"), size_guidance={"scalars": 0}).Reload()
+    tags = events.Tags()["scalars"]
+    assert {"metrics/fid/onet", "metrics/fid/onet/8px", "metrics/fid/onet/16px", "metrics/fid/onet/32px",
+            "metrics/fid/images_seen", "perf/fid_share"} <= set(tags)
+    # every 40 images (40, 80) and at the end of each stabilisation phase (16, 48) and of training (96)
+    assert [e.value for e in events.Scalars("metrics/fid/images_seen")] == [16, 40, 48, 80, 96]
+    assert all(e.value > 0 for e in events.Scalars("metrics/fid/onet"))
+
+
+def test_checkpoints_do_not_carry_the_extractor(trained):
+    root, _ = trained
+    with_fid, without = (root / name / "ckpt" / "last.ckpt" for name in ("with", "without"))
+    assert abs(with_fid.stat().st_size - without.stat().st_size) < 10_000  # ONet's weights are 1.5 MB
+    keys = torch.load(with_fid, weights_only=True)["state_dict"].keys()
+    assert not any("dense5" in k or "prelu" in k for k in keys)
+
+
+def test_evaluate_a_checkpoint(trained, tmp_path, capsys):
+    root, data = trained
+    report_path = tmp_path / "fid.json"
+    code = main(["--checkpoint", str(root / "with" / "ckpt" / "last.ckpt"), "--data", str(data), "--num", "20",
+                 "--batch-size", "8", "--report", str(report_path), "--tensorboard", str(tmp_path / "tb")])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["resolution"] == 32 and report["num_images"] == 20 and report["extractor"] == "onet"
+    assert report["images_seen"] == 96 and set(report["fid"]) == {"z=zero", "z=random"}
+    assert all(v > 0 for v in report["fid"].values())
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert "eval/fid/onet/32px/z=zero" in events.Tags()["scalars"]
+    assert main(["--checkpoint", str(root / "with" / "ckpt" / "last.ckpt"), "--data", str(data), "--num", "20",
+                 "--resolution", "16"]) == 0
+    assert '"resolution": 16' in capsys.readouterr().out
+
+
+def test_evaluate_refuses_what_it_cannot_use(tmp_path, trained, capsys):
+    _, data = trained
+    assert main(["--checkpoint", str(tmp_path / "nope.ckpt"), "--data", str(data)]) == 1
+    assert "no checkpoint file at" in capsys.readouterr().err
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    assert main(["--checkpoint", str(tmp_path / "other.ckpt"), "--data", str(data)]) == 1
+    assert "not a SafeFakes training checkpoint" in capsys.readouterr().err

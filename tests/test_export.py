@@ -1,0 +1,159 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import train
+from data.demo import HERE as DEMO
+from data.demo import build_demo
+from gan import load_generator
+from gan.anonymize import Anonymizer
+from gan.anonymize import main as anonymize_main
+from gan.checkpointing import ema_generator_from_checkpoint
+from gan.export import ExportError, export
+from gan.export import main as export_main
+from gan.generator import Generator
+from tests.conftest import face_batch
+from tests.test_training import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished tiny run: train.py exports its EMA generator at the end."""
+    root = tmp_path_factory.mktemp("export")
+    data = root / "demo"
+    build_demo(data, variants_per_face=3)
+    assert train.main(["--config", str(tiny_config(root / "run", data))]) == 0
+    return root / "run" / "ckpt"
+
+
+def test_training_ends_with_an_export_equal_to_the_ema_generator(trained):
+    model = load_generator(trained / "export")
+    reference, meta = ema_generator_from_checkpoint(trained / "last.ckpt")
+    condition, mask, keypoints = face_batch(3, 32)
+    z = torch.randn(3, 32, 4, 4)
+    expected = reference(condition, mask, keypoints, z, resolution=32, alpha=1.0)
+    assert torch.equal(model(condition, mask, keypoints, z), expected)  # bit-exact
+    description = json.loads((trained / "export" / "generator.json").read_text())
+    assert description["images_seen"] == 96 and description["resolution"] == 32
+    assert description["inputs"]["keypoints"]["names"][1] == "left_eye"
+    assert description["training_config"]["model"]["base_width"] == 8
+
+
+def test_export_command_from_a_checkpoint(trained, tmp_path):
+    assert export_main(["--checkpoint", str(trained / "last.ckpt"), "--out", str(tmp_path / "e"), "--no-onnx"]) == 0
+    assert not (tmp_path / "e" / "generator.onnx").exists()
+    assert load_generator(tmp_path / "e").resolution == 32
+
+
+@pytest.fixture(scope="module")
+def random_export(tmp_path_factory):
+    torch.manual_seed(0)
+    return export(Generator(16, 32), tmp_path_factory.mktemp("random") / "export")
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_onnx_matches_torch(random_export, batch):
+    graph = onnx.load(str(random_export / "generator.onnx"))
+    assert [i.name for i in graph.graph.input] == ["condition", "mask", "keypoints", "z"]
+    assert not list(random_export.glob("*.data"))  # a single file
+    session = onnxruntime.InferenceSession(str(random_export / "generator.onnx"), providers=["CPUExecutionProvider"])
+    condition, mask, keypoints = face_batch(batch, 32)
+    z = torch.randn(batch, 32, 4, 4)
+    expected = load_generator(random_export)(condition, mask, keypoints, z)
+    (got,) = session.run(None, {"condition": condition.numpy(), "mask": mask.numpy(),
+                                "keypoints": keypoints.numpy(), "z": z.numpy()})
+    assert np.abs(got - expected.numpy()).max() < 1e-4
+
+
+def copy_export(source, target):
+    target.mkdir()
+    for name in ("generator.json", "generator.safetensors"):
+        (target / name).write_bytes((source / name).read_bytes())
+    return target
+
+
+def test_tampered_exports_are_refused(random_export, tmp_path):
+    bad = copy_export(random_export, tmp_path / "bytes")
+    data = bytearray((bad / "generator.safetensors").read_bytes())
+    data[-1] ^= 1
+    (bad / "generator.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ExportError, match="sha256 .* does not match generator.json"):
+        load_generator(bad)
+
+    old = copy_export(random_export, tmp_path / "version")
+    meta = json.loads((old / "generator.json").read_text())
+    meta["format_version"] = 99
+    (old / "generator.json").write_text(json.dumps(meta))
+    with pytest.raises(ExportError, match="version 99"):
+        load_generator(old)
+
+    for name, change in (("extra", lambda s: {**s, "stowaway": torch.zeros(1)}),
+                         ("missing", lambda s: {k: v for k, v in s.items() if not k.startswith("to_rgb.32")})):
+        folder = copy_export(random_export, tmp_path / name)
+        save_file(change(load_file(folder / "generator.safetensors")), folder / "generator.safetensors")
+        meta = json.loads((folder / "generator.json").read_text())
+        meta["sha256"] = __import__("hashlib").sha256((folder / "generator.safetensors").read_bytes()).hexdigest()
+        (folder / "generator.json").write_text(json.dumps(meta))
+        with pytest.raises(ExportError, match="unexpected \\['stowaway'\\]" if name == "extra" else "missing \\['to_rgb.32"):
+            load_generator(folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="generator.json: missing"):
+        load_generator(tmp_path / "empty")
+
+
+def photo_and_faces():
+    from PIL import Image
+
+    photo = np.asarray(Image.open(DEMO / "photos" / "obama.jpg").convert("RGB"))
+    annotations = json.loads((DEMO / "annotations.json").read_text())["obama.jpg"][0]
+    boxes = [annotations["box"], [10, 20, 40, 55], [440, 400, 520, 500]]  # a second face, one past the edge
+    keypoints = [annotations["keypoints"], [[-1, -1]] * 7, [[-1, -1]] * 7]
+    return photo, np.array(boxes), np.array(keypoints)
+
+
+def changed_only_inside(before, after, boxes):
+    inside = np.zeros(before.shape[:2], bool)
+    for x0, y0, x1, y1 in boxes:
+        inside[max(int(np.floor(y0)), 0) : int(np.ceil(y1)), max(int(np.floor(x0)), 0) : int(np.ceil(x1))] = True
+    assert np.array_equal(before[~inside], after[~inside])
+    for x0, y0, x1, y1 in boxes:
+        region = (slice(max(int(y0), 0), int(np.ceil(y1))), slice(max(int(x0), 0), int(np.ceil(x1))))
+        assert not np.array_equal(before[region], after[region])
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_anonymizer_replaces_every_face_and_nothing_else(random_export, backend):
+    photo, boxes, keypoints = photo_and_faces()
+    anonymizer = Anonymizer.from_export(random_export, backend, batch_size=2)
+    out, report = anonymizer(photo, boxes, keypoints)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    changed_only_inside(photo, out, boxes)
+    assert (report.generated, report.generated_without_keypoints, report.blurred) == (3, 2, 0)
+    again, _ = anonymizer(photo, boxes, keypoints)
+    assert np.array_equal(out, again)  # z = 0: deterministic
+
+
+def test_anonymizer_blur_option_and_no_keypoints(random_export):
+    photo, boxes, _ = photo_and_faces()
+    out, report = Anonymizer.from_export(random_export, blur_below=50)(photo, boxes)
+    changed_only_inside(photo, out, boxes)
+    assert (report.generated, report.generated_without_keypoints, report.blurred) == (2, 2, 1)
+
+
+def test_anonymize_command(random_export, tmp_path, capsys):
+    detections = json.loads((DEMO / "annotations.json").read_text())
+    (tmp_path / "det.json").write_text(json.dumps(detections))
+    photos = [str(DEMO / "photos" / name) for name in ("obama.jpg", "biden.jpg")]
+    code = anonymize_main(["--model", str(random_export), "--input", *photos, "--output", str(tmp_path / "out"),
+                           "--detections", str(tmp_path / "det.json"), "--backend", "onnx", "--seed", "3"])
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["generated"] == 2 and report["images"]["biden.jpg"]["faces"] == 1
+    assert (tmp_path / "out" / "obama.jpg").is_file()
+    assert anonymize_main(["--model", str(tmp_path / "nothing"), "--input", *photos, "--output", str(tmp_path)]) == 1
+    assert "generator.json: missing" in capsys.readouterr().err
