@@ -1,0 +1,73 @@
+"""Exported generator on CPU: per-face latency (batch 1) and throughput (batch 32), torch eager vs onnxruntime.
+
+    python bench/anonymize.py [--widths 32 512] [--repeats 3]
+
+For each width an export is written to a temporary folder (random weights: timing only) at the width's
+resolution (demo: c = 32 at 32 px; paper: c = 512 at 128 px, 123 GFLOP per face), then both backends
+run the same inputs in one process, alternating, and the best of ``--repeats`` runs is reported.
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import onnxruntime
+import torch
+
+from gan.export import export, load_generator
+from gan.generator import Generator
+
+RESOLUTION = {32: 32, 512: 128}
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", type=int, nargs="+", default=[32, 512])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"CPU, torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}")
+    print(f"{'width':>5} {'res':>4} {'backend':>12} {'batch 1 ms/face':>16} {'batch 32 faces/s':>17}")
+    for width in args.widths:
+        r = RESOLUTION.get(width, 128)
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.manual_seed(0)
+            folder = export(Generator(width, r), Path(tmp) / "export")
+            model = load_generator(folder)
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = onnxruntime.InferenceSession(str(folder / "generator.onnx"), options,
+                                                   providers=["CPUExecutionProvider"])
+            for batch in (1, 32):
+                condition = torch.rand(batch, 3, r, r) * 2 - 1
+                mask = torch.zeros(batch, 1, r, r)
+                mask[..., r // 4 : 3 * r // 4, r // 4 : 3 * r // 4] = 1
+                keypoints, z = torch.rand(batch, 7, 2), torch.zeros(batch, 32, 4, 4)
+                feeds = {"condition": condition.numpy(), "mask": mask.numpy(), "keypoints": keypoints.numpy(),
+                         "z": z.numpy()}
+                repeats = args.repeats if (width < 512 or batch == 1) else 1
+                with torch.no_grad():
+                    t_torch = best_time(lambda: model(condition, mask, keypoints, z), repeats)
+                t_onnx = best_time(lambda: session.run(None, feeds), repeats)
+                if batch == 1:
+                    latency = {"torch eager": t_torch * 1000, "onnxruntime": t_onnx * 1000}
+                else:
+                    rate = {"torch eager": batch / t_torch, "onnxruntime": batch / t_onnx}
+            for backend in ("torch eager", "onnxruntime"):
+                print(f"{width:>5} {r:>4} {backend:>12} {latency[backend]:>16.1f} {rate[backend]:>17.2f}")
+            print(f"{'':>5} {'':>4} {'onnx/torch':>12} {latency['torch eager'] / latency['onnxruntime']:>15.2f}x "
+                  f"{rate['onnxruntime'] / rate['torch eager']:>16.2f}x")
+
+
+if __name__ == "__main__":
+    main()
