@@ -71,9 +71,6 @@ class ImageCheckpoint(pl.Callback):
             if self.last_saved != seen and seen > 0:
                 self.save(trainer, seen)
 
-    def state_dict(self) -> dict:
-        return {"dirpath": str(self.dirpath), "every_images": self.every_images}
-
 
 def load_training_checkpoint(path: str | Path) -> dict:
     """A training checkpoint, unpickled safely (``weights_only=True``); errors name the file."""

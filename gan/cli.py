@@ -59,7 +59,7 @@ def validate_run(cli: SafeFakesCLI) -> None:
         )
     if trainer._accelerator_connector.use_distributed_sampler:
         raise ConfigError("trainer.use_distributed_sampler must be false: the scheduled batch sampler shards batches")
-    if model.schedule.batch_sizes and data.num_val < model.hparams.num_samples:
+    if data.num_val < model.hparams.num_samples:
         raise ConfigError(f"data.num_val ({data.num_val}) must be >= model.num_samples ({model.hparams.num_samples})")
 
 

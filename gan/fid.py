@@ -134,5 +134,5 @@ class FIDCallback(pl.Callback):
             metrics = {f"metrics/fid/{name}": fid, f"metrics/fid/{name}/{stage.resolution}px": fid,
                        "metrics/fid/images_seen": float(pl_module.images_seen),
                        "perf/fid_share": self.fid_seconds / (time.perf_counter() - self._start)}
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=trainer.global_step)
+            for logger in trainer.loggers:  # x-axis: images seen
+                logger.log_metrics(metrics, step=int(pl_module.images_seen))

@@ -222,7 +222,7 @@ class DeepPrivacyGAN(pl.LightningModule):
         grid = make_grid(triplets, columns=6)
         for logger in self.loggers:
             if hasattr(logger.experiment, "add_image"):
-                logger.experiment.add_image("samples/condition_generated_real", grid, self.global_step)
+                logger.experiment.add_image("samples/condition_generated_real", grid, int(self.images_seen))
 
     # ----------------------------------------------------------------------------------------- checkpoints
 
