@@ -122,7 +122,7 @@ class FIDCallback(pl.Callback):
         if self.evaluator is None or not self.due(pl_module):
             return
         started = time.perf_counter()
-        stage = pl_module.schedule.stage_at(int(pl_module.images_seen) - 1)  # the stage just trained
+        stage = pl_module.last_stage
         rank, world = trainer.global_rank, trainer.world_size
         shard = (b for i, b in enumerate(trainer.datamodule.val_dataloader()) if i % world == rank)
         with trainer.precision_plugin.forward_context():  # the training precision (bf16 autocast, ...)

@@ -93,6 +93,11 @@ class DeepPrivacyGAN(pl.LightningModule):
         return self.schedule.stage_at(int(self.images_seen))
 
     @property
+    def last_stage(self) -> Stage:
+        """The stage of the step just trained (its batch started at images_seen - its batch size)."""
+        return self.schedule.stage_at(int(self.images_seen) - self._last_batch_size)
+
+    @property
     def training_finished(self) -> bool:
         return int(self.images_seen) >= self.schedule.total_images
 
@@ -111,13 +116,17 @@ class DeepPrivacyGAN(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------- training
 
+    @property
+    def _scaler(self):
+        """The GradScaler of '16-mixed' (shared by both optimizers), None otherwise."""
+        return getattr(self.trainer.precision_plugin, "scaler", None)
+
     def _grad_scale(self) -> float:
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        return float(scaler.get_scale()) if scaler is not None else 1.0
+        return float(self._scaler.get_scale()) if self._scaler is not None else 1.0
 
     def _step(self, optimizer, module: nn.Module) -> None:
         """Apply a gradient step unless the gradients are not finite; skips are counted."""
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        scaler = self._scaler
         if scaler is not None:  # fp16: the GradScaler skips the step and lowers its scale
             before = scaler.get_scale()
             optimizer.step()
@@ -216,7 +225,7 @@ class DeepPrivacyGAN(pl.LightningModule):
         """Grid of condition | EMA generated | real for the fixed validation conditions."""
         if self._samples is None or not self.trainer.is_global_zero:
             return
-        stage = self.schedule.stage_at(max(int(self.images_seen) - 1, 0))
+        stage = self.last_stage
         x, fake = self.generate_samples(self._samples, stage.resolution, stage.alpha)
         triplets = torch.stack([x.condition, fake, x.image], dim=1).flatten(0, 1)
         grid = make_grid(triplets, columns=6)

@@ -31,16 +31,25 @@ def _jitter_colours(image: np.ndarray, rng: np.random.Generator, strength: float
 
 
 def demo_records(variants_per_face: int = 48, seed: int = 0):
-    """Yield the demo ``FaceRecord``s: per photo, the DeepPrivacy crop, then ``variants_per_face`` variants."""
+    """Yield the demo ``FaceRecord``s: first every photo's DeepPrivacy crop, then round after round of variants,
+    one per photo each, so that the first samples (the fixed validation faces) show every face."""
+    per_photo = list(_photo_records(variants_per_face, seed))
+    order = [record for group in zip(*per_photo) for record in group]
+    for index, (image, box, keypoints, source) in enumerate(order):
+        yield make_record(image, box, keypoints, index, source)
+
+
+def _photo_records(variants_per_face: int, seed: int):
+    """Per photo, the list of its crop and variants as (image, box, keypoints, source)."""
     annotations = json.loads((HERE / "annotations.json").read_text())
     rng = np.random.default_rng(seed)
-    index = 0
     for name, faces in annotations.items():
         (entry,) = faces
         photo = np.asarray(Image.open(HERE / "photos" / name).convert("RGB"))
         height, width = photo.shape[:2]
         box, keypoints = np.array(entry["box"]), np.array(entry["keypoints"])
         base = crop_window(box, width, height)
+        records = []
         for variant in range(variants_per_face + 1):
             window = base
             if variant:
@@ -60,8 +69,8 @@ def demo_records(variants_per_face: int = 48, seed: int = 0):
                 norm_box, norm_points = flipped_box[0].numpy(), flipped_points[0].numpy()
             if variant:
                 image = _jitter_colours(image, rng)
-            yield make_record(image, norm_box, norm_points, index, f"{HERE / 'photos' / name} (variant {variant})")
-            index += 1
+            records.append((image, norm_box, norm_points, f"{HERE / 'photos' / name} (variant {variant})"))
+        yield records
 
 
 def build_demo(out: str | Path = DEFAULT_OUT, variants_per_face: int = 48, overwrite: bool = True) -> dict:
