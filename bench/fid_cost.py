@@ -13,8 +13,7 @@ import argparse
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
+from flops import count_flops
 from gan.features import ONetFeatures
 from gan.generator import Generator
 
@@ -30,13 +29,6 @@ def throughput(fn, batch: int, seconds: float = 3.0) -> float:
     return runs * batch / (time.perf_counter() - start)
 
 
-def flops(fn) -> int:
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-val", type=int, default=10_000)
@@ -47,13 +39,13 @@ def main() -> None:
     images = torch.rand(64, 3, 128, 128) * 2 - 1
     with torch.no_grad():
         onet_rate = throughput(lambda: onet(images), 64)
-        onet_flops = flops(lambda: onet(images[:1]))
+        onet_flops = count_flops(lambda: onet(images[:1]))
         generator = Generator(512, 128).eval()
         mask = torch.zeros(2, 1, 128, 128)
         mask[..., 38:90, 38:90] = 1
         keypoints, z = torch.rand(2, 7, 2), torch.zeros(2, 32, 4, 4)
         g_rate = throughput(lambda: generator(images[:2], mask, keypoints, z, resolution=128), 2, seconds=6.0)
-        g_flops = flops(lambda: generator(images[:1], mask[:1], keypoints[:1], z[:1], resolution=128))
+        g_flops = count_flops(lambda: generator(images[:1], mask[:1], keypoints[:1], z[:1], resolution=128))
     print(f"CPU, {torch.get_num_threads()} threads, fp32, 128 px")
     print(f"ONet extractor:          {onet_rate:8.0f} images/s  {onet_flops / 1e6:8.1f} MFLOP/image")
     print(f"EMA generator (c = 512): {g_rate:8.2f} images/s  {g_flops / 1e9:8.1f} GFLOP/image")

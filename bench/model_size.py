@@ -9,16 +9,8 @@ meta tensors, so the paper model is measured in a second without allocating its 
 import argparse
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
+from flops import count_flops
 from gan import Discriminator, Generator
-
-
-def forward_flops(fn) -> int:
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def main() -> None:
@@ -32,8 +24,8 @@ def main() -> None:
         discriminator = Discriminator(args.base_width, r)
         image, mask = torch.empty(1, 3, r, r), torch.zeros(1, 1, r, r)
         keypoints, z = torch.empty(1, 7, 2), torch.empty(1, *generator.latent_shape)
-        g_flops = forward_flops(lambda: generator(image, mask, keypoints, z, resolution=r))
-        d_flops = forward_flops(lambda: discriminator(image, image, keypoints, resolution=r))
+        g_flops = count_flops(lambda: generator(image, mask, keypoints, z, resolution=r))
+        d_flops = count_flops(lambda: discriminator(image, image, keypoints, resolution=r))
     print(f"model: base width {args.base_width}, resolution {r} px, batch 1")
     for name, net, flops in (("generator", generator, g_flops), ("discriminator", discriminator, d_flops)):
         params = sum(p.numel() for p in net.parameters())

@@ -5,7 +5,7 @@
 For each resolution (alpha = 1) it measures, in one run:
 - images/s of the bare PyTorch loop of the same step (condition, G forward, critic step with WGAN-GP,
   generator step, EMA) and of the same step through Lightning's Trainer (DeepPrivacyGAN + FaceDataModule);
-- FLOP per training image (torch.utils.flop_counter.FlopCounterMode, a multiply-add = 2 FLOP);
+- FLOP per training image (torch.utils.flop_counter, a multiply-add = 2 FLOP), and for the paper model;
 - achieved FLOP/s divided by the FLOP/s of a plain 3x3 conv (forward + backward) of the model's width
   measured on the same machine in the same run.
 """
@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+
+from flops import count_flops
 
 from data.conditioning import condition_batch, to_float_image
 from data.datamodule import FaceDataModule
 from data.demo import build_demo
+from data.prepared import FaceBatch
 from gan.ema import ema_beta, ema_update
 from gan.losses import epsilon_penalty, generator_loss, gradient_penalty, wgan_d_loss
 from gan.module import DeepPrivacyGAN
@@ -49,17 +51,6 @@ def bare_step(model: DeepPrivacyGAN, opt_g, opt_d, batch, resolution: int) -> No
     opt_g.step()
     model.D.requires_grad_(True)
     ema_update(model.G_ema, model.G, ema_beta(len(x), 10_000))
-
-
-def count_flops(fn) -> int:
-    """FLOPs of ``fn()``. FlopCounterMode's per-module tracker cannot follow the gradient penalty's
-    ``autograd.grad(create_graph=True)``, so only its counting dispatch mode is entered."""
-    from torch.utils.flop_counter import _FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with _FlopCounterMode(counter):
-        fn()
-    return counter.get_total_flops()
 
 
 def conv_flops_per_second(channels: int, resolution: int, batch: int, seconds: float = 2.0) -> float:
@@ -124,6 +115,16 @@ def measure(args, data: Path, resolution: int) -> dict:
     return {"bare": bare, "lightning": lightning, "flops": flops / args.batch}
 
 
+def paper_step_flops() -> float:
+    """FLOP of one training image for the paper model (c = 512, 128 px), counted on the meta device."""
+    with torch.device("meta"):
+        model = DeepPrivacyGAN(512, 128)
+        opt_g, opt_d = (torch.optim.Adam(m.parameters()) for m in (model.G, model.D))
+        batch = FaceBatch(torch.empty(1, 3, 128, 128, dtype=torch.uint8), torch.tensor([[0.2, 0.2, 0.8, 0.8]]),
+                          torch.empty(1, 7, 2), torch.zeros(1, dtype=torch.int64))
+        return count_flops(lambda: bare_step(model, opt_g, opt_d, batch, 128))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-width", type=int, default=64)
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="alternate bare and Lightning runs; best of each")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "demo"
@@ -138,9 +140,11 @@ def main() -> None:
         conv = conv_flops_per_second(args.base_width, 32, args.batch)
         print(f"CPU, {torch.get_num_threads()} threads, fp32; base width {args.base_width}, batch {args.batch}")
         print(f"plain 3x3 conv {args.base_width}->{args.base_width} at 32 px, fwd+bwd: {conv / 1e9:.1f} GFLOP/s")
+        print(f"paper model (c = 512, 128 px): {paper_step_flops() / 1e12:.2f} TFLOP per training image")
         print(f"{'res':>4} {'GFLOP/img':>10} {'bare img/s':>11} {'Lightning img/s':>16} {'L/bare':>7} {'eff vs conv':>12}")
         for resolution in [r for r in (8, 16, 32, 64, 128) if r <= args.max_resolution]:
-            m = measure(args, data, resolution)
+            runs = [measure(args, data, resolution) for _ in range(args.rounds)]
+            m = {key: max(run[key] for run in runs) for key in ("bare", "lightning", "flops")}
             efficiency = m["flops"] * m["lightning"] / conv
             print(f"{resolution:>4} {m['flops'] / 1e9:>10.3f} {m['bare']:>11.1f} {m['lightning']:>16.1f} "
                   f"{m['lightning'] / m['bare']:>7.3f} {efficiency:>12.2f}")
