@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from data.conditioning import box_mask
 from data.crop import crop_face, crop_window
 from gan.export import ExportedGenerator, load_generator
 from gan.keypoints import NUM_KEYPOINTS
@@ -118,8 +119,6 @@ class Anonymizer:
 
     @torch.no_grad()
     def _generate(self, image: np.ndarray, out: np.ndarray, jobs) -> None:
-        from data.conditioning import box_mask
-
         height, width = image.shape[:2]
         crops, norm_boxes, norm_points, windows = [], [], [], []
         for box, points, _, _ in jobs:
