@@ -50,14 +50,18 @@ class EqualizedLinear(nn.Module):
 
 
 class PixelNorm(nn.Module):
-    """Normalise the feature vector of every pixel to unit mean square (eps 1e-8)."""
+    """Normalise the feature vector of every pixel to unit mean square (eps 1e-8).
+
+    The mean square is taken in fp32: in fp16, eps = 1e-8 rounds to 0 and an all-zero feature vector
+    (the blanked face region) would give 0 * inf = NaN.
+    """
 
     def __init__(self, eps: float = 1e-8) -> None:
         super().__init__()
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
+        return x * torch.rsqrt(x.float().square().mean(dim=1, keepdim=True) + self.eps).to(x.dtype)
 
 
 class MinibatchStdDev(nn.Module):
