@@ -52,31 +52,22 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.dataset_size, generator=generator)
 
-    def _positions(self, start: int, count: int) -> list[int]:
-        indices, cache = [], {}
-        for epoch in range(start // self.dataset_size, (start + count - 1) // self.dataset_size + 1):
-            if epoch not in cache:
-                cache[epoch] = self._permutation(epoch)
-            lo = max(start, epoch * self.dataset_size) - epoch * self.dataset_size
-            hi = min(start + count, (epoch + 1) * self.dataset_size) - epoch * self.dataset_size
-            indices += cache[epoch][lo:hi].tolist()
-        return indices
-
     def __iter__(self) -> Iterator[list[int]]:
+        epoch_cached, permutation = -1, None  # positions only grow: one epoch's permutation at a time
         images_seen = self.start_images
-        epoch, permutation = -1, None
         while images_seen < self.schedule.total_images:
             batch = self.schedule.stage_at(images_seen).batch_size
             per_rank = batch // self.world_size
-            first = images_seen + self.rank * per_rank
-            if first // self.dataset_size == (first + per_rank - 1) // self.dataset_size:
-                if first // self.dataset_size != epoch:  # the common case: one epoch, cached permutation
-                    epoch = first // self.dataset_size
-                    permutation = self._permutation(epoch)
-                offset = first - epoch * self.dataset_size
-                yield permutation[offset : offset + per_rank].tolist()
-            else:
-                yield self._positions(first, per_rank)
+            position = images_seen + self.rank * per_rank
+            end, indices = position + per_rank, []
+            while position < end:
+                epoch, offset = divmod(position, self.dataset_size)
+                if epoch != epoch_cached:
+                    epoch_cached, permutation = epoch, self._permutation(epoch)
+                take = min(end - position, self.dataset_size - offset)
+                indices += permutation[offset : offset + take].tolist()
+                position += take
+            yield indices
             images_seen += batch
 
 
