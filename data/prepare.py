@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from data.crop import crop_face, crop_window
 from data.prepared import write_prepared
-from data.record import DataError, FaceRecord, make_record
+from data.record import DataError, make_record
 from gan.keypoints import NUM_KEYPOINTS
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
