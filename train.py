@@ -7,12 +7,10 @@ its EMA generator is exported to ``<checkpoint.dirpath>/export`` when the schedu
 
 import sys
 
-import yaml
-
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from gan.cli import ConfigError, build_cli, resolve_ckpt_path, validate_run
 from gan.export import export
+from gan.training.cli import ConfigError, build_cli, resolve_ckpt_path, validate_run
 
 
 def main(args: list[str] | None = None) -> int:
@@ -23,7 +21,6 @@ def main(args: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    cli.model.run_config = yaml.safe_load(cli.parser.dump(cli.config))  # plain data, stored in checkpoints
     try:
         # weights_only=True: a checkpoint is unpickled without running code from it.
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -32,7 +29,7 @@ def main(args: list[str] | None = None) -> int:
         return 143
     if cli.model.training_finished and cli.trainer.is_global_zero:
         out = cli.image_checkpoint.dirpath / "export"
-        export(cli.model.G_ema, out, int(cli.model.images_seen), cli.model.run_config, onnx=cli.config.export_onnx)
+        export(cli.model.G_ema, out, int(cli.model.images_seen), cli.run_config, onnx=cli.config.export_onnx)
         print(f"exported the EMA generator to {out}")
     return 0
 

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.conditioning import condition_batch, to_float_image
+from data.record import to_float_image
+from gan.conditioning import condition_batch
 from data.convert import convert
-from data.datamodule import FaceDataModule
+from gan.training.datamodule import FaceDataModule
 from data.demo import build_demo
 from data.prepared import PreparedDataset
-from gan.schedule import PAPER_BATCH_SIZES, Schedule
+from gan.training.schedule import PAPER_BATCH_SIZES, Schedule
 
 
 def make_sources(root: Path, samples: int) -> tuple[Path, Path]:
@@ -49,7 +50,7 @@ def throughput(path: Path, resolution: int, workers: int, seconds: float) -> flo
     while time.perf_counter() - start < seconds:
         faces = next(loader)
         conditioned = condition_batch(to_float_image(faces.image), faces.box, faces.keypoints, resolution)
-        images += len(conditioned)
+        images += len(conditioned.image)
     return images / (time.perf_counter() - start)
 
 

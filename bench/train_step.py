@@ -20,14 +20,15 @@ import torch
 
 from flops import count_flops
 
-from data.conditioning import condition_batch, to_float_image
-from data.datamodule import FaceDataModule
+from data.record import to_float_image
+from gan.conditioning import condition_batch
+from gan.training.datamodule import FaceDataModule
 from data.demo import build_demo
-from data.prepared import FaceBatch
+from data.record import FaceBatch
 from gan.ema import ema_beta, ema_update
 from gan.losses import epsilon_penalty, generator_loss, gradient_penalty, wgan_d_loss
-from gan.module import DeepPrivacyGAN
-from gan.schedule import Schedule
+from gan.training.module import DeepPrivacyGAN
+from gan.training.schedule import Schedule
 
 
 def bare_step(model: DeepPrivacyGAN, opt_g, opt_d, batch, resolution: int) -> None:
@@ -87,7 +88,7 @@ def measure(args, data: Path, resolution: int) -> dict:
     def make_model() -> DeepPrivacyGAN:
         torch.manual_seed(0)
         sched = Schedule(8, args.max_resolution, 10**9, 10**9, schedule.batch_sizes, total_images=total)
-        model = DeepPrivacyGAN(args.base_width, args.max_resolution, schedule=sched, sample_every_images=0)
+        model = DeepPrivacyGAN(args.base_width, schedule=sched)
         model.images_seen.fill_(images)
         model.resolution.fill_(resolution)
         return model
@@ -118,7 +119,7 @@ def measure(args, data: Path, resolution: int) -> dict:
 def paper_step_flops() -> float:
     """FLOP of one training image for the paper model (c = 512, 128 px), counted on the meta device."""
     with torch.device("meta"):
-        model = DeepPrivacyGAN(512, 128)
+        model = DeepPrivacyGAN(512, schedule=Schedule(max_resolution=128))
         opt_g, opt_d = (torch.optim.Adam(m.parameters()) for m in (model.G, model.D))
         batch = FaceBatch(torch.empty(1, 3, 128, 128, dtype=torch.uint8), torch.tensor([[0.2, 0.2, 0.8, 0.8]]),
                           torch.empty(1, 7, 2), torch.zeros(1, dtype=torch.int64))

@@ -8,7 +8,7 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
-from gan.keypoints import FLIP_PERMUTATION, keypoints_present
+from data.keypoints import FLIP_PERMUTATION, keypoints_present
 
 _BELOW_ONE = 1.0 - 2.0**-24  # largest float32 below 1: keeps a point at x = 0 present after mirroring
 

@@ -7,6 +7,8 @@ from PIL import Image
 from data.record import IMAGE_SIZE
 
 EXPANSION = 0.35
+# Share of the crop's side taken by the face box under this rule: 1 / (1 + 2 * 0.35) = 1 / 1.7.
+FACE_FRACTION = 1 / (1 + 2 * EXPANSION)
 
 
 def crop_window(box: np.ndarray, width: int, height: int, expansion: float = EXPANSION) -> np.ndarray:

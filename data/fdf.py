@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from torch.utils.data import Dataset
 
+from data.keypoints import NUM_KEYPOINTS
 from data.png import read_png
 from data.record import IMAGE_SIZE, DataError, FaceRecord, make_record
 
@@ -95,8 +96,9 @@ class DeepPrivacyLayoutDataset(Dataset[FaceRecord]):
             )
         if len(self.boxes) == 0:
             raise DataError("empty", str(folder), "no samples")
-        if self.keypoints.shape[1:] != (7, 2):
-            raise DataError("bad_keypoints", str(landmarks_path), f"shape {self.keypoints.shape}, expected (N, 7, 2)")
+        if self.keypoints.shape[1:] != (NUM_KEYPOINTS, 2):
+            raise DataError("bad_keypoints", str(landmarks_path),
+                            f"shape {self.keypoints.shape}, expected (N, {NUM_KEYPOINTS}, 2)")
         self.split = split
 
     def __len__(self) -> int:

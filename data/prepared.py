@@ -10,64 +10,24 @@ A prepared dataset is a folder:
   samples skipped while writing it, each with its problem.
 """
 
-import hashlib
 import json
 import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.record import IMAGE_SIZE, DataError, FaceRecord, make_record
+from data.checksum import sha256_file
+from data.keypoints import NUM_KEYPOINTS
+from data.record import IMAGE_SIZE, DataError, FaceBatch, FaceRecord, make_record
 
 FORMAT = "safefakes-prepared"
 VERSION = 1
 ARRAYS = ("boxes.npy", "keypoints.npy", "source_index.npy")
-
-
-@dataclass
-class FaceBatch:
-    """A batch as the loader delivers it.
-
-    image: ``(B, 3, S, S)`` uint8 (converted to float in [-1, 1] on the device).
-    box: ``(B, 4)``, keypoints: ``(B, 7, 2)``, index: ``(B,)`` int64 positions in the dataset.
-    """
-
-    image: torch.Tensor
-    box: torch.Tensor
-    keypoints: torch.Tensor
-    index: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.box.shape[0]
-
-    def pin_memory(self) -> "FaceBatch":
-        return FaceBatch(*(t.pin_memory() for t in (self.image, self.box, self.keypoints, self.index)))
-
-
-def collate(data: "FaceBatch | Sequence[FaceRecord]") -> FaceBatch:
-    """Stack records into a ``FaceBatch`` (a ``FaceBatch`` from ``__getitems__`` passes through)."""
-    if isinstance(data, FaceBatch):
-        return data
-    return FaceBatch(
-        torch.from_numpy(np.stack([r.image.transpose(2, 0, 1) for r in data])),
-        torch.from_numpy(np.stack([r.box for r in data])),
-        torch.from_numpy(np.stack([r.keypoints for r in data])),
-        torch.tensor([r.index for r in data], dtype=torch.int64),
-    )
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(root: Path) -> dict:
@@ -199,7 +159,7 @@ def _write(partial: Path, records: Iterable[FaceRecord | DataError], source: str
         os.fsync(images.fileno())
     count = len(boxes)
     np.save(partial / "boxes.npy", np.asarray(boxes, dtype=np.float32).reshape(count, 4))
-    np.save(partial / "keypoints.npy", np.asarray(keypoints, dtype=np.float32).reshape(count, 7, 2))
+    np.save(partial / "keypoints.npy", np.asarray(keypoints, dtype=np.float32).reshape(count, NUM_KEYPOINTS, 2))
     np.save(partial / "source_index.npy", np.asarray(source_index, dtype=np.int64))
     problems = Counter(entry["problem"] for entry in skipped)
     manifest = {

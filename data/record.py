@@ -1,10 +1,13 @@
-"""The one record type every reader returns, and the checks that every record passes."""
+"""The data contract: the record every reader returns, the batch every loader delivers, their checks,
+and the one conversion between stored uint8 images and the networks' float range."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from gan.keypoints import NUM_KEYPOINTS
+from data.keypoints import NUM_KEYPOINTS
 
 IMAGE_SIZE = 128
 
@@ -28,7 +31,7 @@ class FaceRecord:
 
     image: ``(128, 128, 3)`` uint8 RGB.
     box: ``(4,)`` float32 face box (xmin, ymin, xmax, ymax) normalised to [0, 1] inside the crop.
-    keypoints: ``(7, 2)`` float32 (x, y) normalised; a point outside [0, 1) is absent.
+    keypoints: ``(7, 2)`` float32 (x, y) normalised (``data.keypoints`` order); a point outside [0, 1) is absent.
     index: the sample's index in its dataset; source: where it came from (a file), for error messages.
     """
 
@@ -68,7 +71,7 @@ def check_box(box: np.ndarray, where: str) -> np.ndarray:
 def check_keypoints(keypoints: np.ndarray, where: str) -> np.ndarray:
     keypoints = np.asarray(keypoints, dtype=np.float32)
     if keypoints.shape != (NUM_KEYPOINTS, 2):
-        raise DataError("bad_keypoints", where, f"keypoints have shape {keypoints.shape}, expected (7, 2)")
+        raise DataError("bad_keypoints", where, f"keypoints have shape {keypoints.shape}, expected ({NUM_KEYPOINTS}, 2)")
     if not np.isfinite(keypoints).all():
         bad = sorted({int(i) for i in np.argwhere(~np.isfinite(keypoints))[:, 0]})
         raise DataError("bad_keypoints", where, f"keypoints {bad} are NaN or infinite (mark absent points with -1)")
@@ -79,3 +82,45 @@ def make_record(image: np.ndarray, box, keypoints, index: int, source: str) -> F
     """Check every field and build a ``FaceRecord``; raises ``DataError`` naming ``source`` and ``index``."""
     where = f"{source} [index {index}]"
     return FaceRecord(check_image(image, where), check_box(box, where), check_keypoints(keypoints, where), index, source)
+
+
+@dataclass
+class FaceBatch:
+    """A batch as the loader delivers it.
+
+    image: ``(B, 3, S, S)`` uint8 (converted to float in [-1, 1] on the device by ``to_float_image``).
+    box: ``(B, 4)``, keypoints: ``(B, 7, 2)``, index: ``(B,)`` int64 positions in the dataset.
+    """
+
+    image: torch.Tensor
+    box: torch.Tensor
+    keypoints: torch.Tensor
+    index: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.box.shape[0]
+
+    def pin_memory(self) -> "FaceBatch":
+        return FaceBatch(*(t.pin_memory() for t in (self.image, self.box, self.keypoints, self.index)))
+
+
+def collate(data: "FaceBatch | Sequence[FaceRecord]") -> FaceBatch:
+    """Stack records into a ``FaceBatch`` (a ``FaceBatch`` from ``__getitems__`` passes through)."""
+    if isinstance(data, FaceBatch):
+        return data
+    return FaceBatch(
+        torch.from_numpy(np.stack([r.image.transpose(2, 0, 1) for r in data])),
+        torch.from_numpy(np.stack([r.box for r in data])),
+        torch.from_numpy(np.stack([r.keypoints for r in data])),
+        torch.tensor([r.index for r in data], dtype=torch.int64),
+    )
+
+
+def to_float_image(image: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` uint8 -> float32 in [-1, 1]."""
+    return image.float().mul_(1 / 127.5).sub_(1.0)
+
+
+def to_uint8_image(image: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` float in [-1, 1] (clipped) -> uint8, rounded to the nearest level."""
+    return ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -1,5 +1,16 @@
 """SafeFakes: training toolkit for the DeepPrivacy face-anonymization GAN.
 
+Three layers, each importing only from those below it:
+
+``data``
+    The data contract (``data.keypoints``, ``data.record``), readers, the prepared format, crops,
+    augmentation, detections and their command-line tools. Imports neither ``gan`` nor Lightning.
+``gan``
+    The model: stage geometry, layers, keypoint maps, G, D, losses, EMA, conditioning, FID, checkpoint
+    format, export, anonymize, evaluate. Builds on ``data``; imports no Lightning.
+``gan.training``
+    Training wiring: the LightningModule, the scheduled DataModule, callbacks, the CLI.
+
 Vocabulary, used the same way in every module of ``gan`` and ``data``:
 
 resolution
@@ -22,17 +33,22 @@ G / D / G_ema
     Generator, discriminator and the exponential moving average of the generator.
 """
 
-from gan.discriminator import Discriminator
-from gan.export import load_generator
-from gan.generator import Generator
-from gan.keypoints import FLIP_PERMUTATION, KEYPOINT_NAMES, NUM_KEYPOINTS, keypoint_maps
+import importlib
 
-__all__ = [
-    "Discriminator",
-    "FLIP_PERMUTATION",
-    "Generator",
-    "KEYPOINT_NAMES",
-    "NUM_KEYPOINTS",
-    "keypoint_maps",
-    "load_generator",
-]
+# Imported on first use, so that ``import gan.<module>`` (and ``python -m gan.export``) loads only what it needs.
+_LAZY = {
+    "Discriminator": "gan.discriminator",
+    "Generator": "gan.generator",
+    "keypoint_maps": "gan.keypoints",
+    "load_generator": "gan.export",
+    "FLIP_PERMUTATION": "data.keypoints",
+    "KEYPOINT_NAMES": "data.keypoints",
+    "NUM_KEYPOINTS": "data.keypoints",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gan' has no attribute {name!r}")

@@ -4,8 +4,8 @@
         [--detections faces.json] [--backend torch|onnx] [--seed 7] [--blur-below 0] [--device cpu]
 
 Faces come from face-alignment (boxes + 7 keypoints; its weights must be in ``$TORCH_HOME/hub/checkpoints``)
-or from ``--detections`` (the format of ``data.prepare``: per photo a list of ``{"box": [...], "keypoints": [...]}``,
-keypoints optional). Each face is cropped the DeepPrivacy way, resized to the model's resolution, generated
+or from ``--detections`` (``data.detections``: per photo file name a list of ``{"box": [...], "keypoints": [...]}``,
+keypoints optional, null = absent). Each face is cropped the DeepPrivacy way, resized to the model's resolution, generated
 (z = 0 unless ``--seed``), resized back and pasted inside its box only. A face without keypoints is generated
 with all keypoints absent; with ``--blur-below N`` a face whose box is under N pixels is blurred instead.
 No face is left as it was: the report counts how many took each path.
@@ -21,10 +21,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from data.conditioning import box_mask
 from data.crop import crop_face, crop_window
-from gan.export import ExportedGenerator, load_generator
-from gan.keypoints import NUM_KEYPOINTS
+from data.detections import FaceAlignmentDetector, load_detections, no_keypoints
+from data.keypoints import NUM_KEYPOINTS
+from data.record import DataError, to_float_image, to_uint8_image
+from gan.conditioning import condition_batch
+from gan.export import ExportedGenerator, OnnxGenerator, load_generator, load_onnx_generator
+from gan.seeding import fixed_latents
 
 
 @dataclass
@@ -35,22 +38,6 @@ class Report:
     generated_without_keypoints: int = 0
     blurred: int = 0
     per_image: dict = field(default_factory=dict)
-
-
-class OnnxGenerator:
-    """``generator.onnx`` in onnxruntime, called like ``ExportedGenerator``."""
-
-    def __init__(self, folder: Path) -> None:
-        import onnxruntime
-
-        self.session = onnxruntime.InferenceSession(str(folder / "generator.onnx"), providers=["CPUExecutionProvider"])
-        self.meta = json.loads((folder / "generator.json").read_text())
-        self.resolution = self.meta["resolution"]
-
-    def __call__(self, condition, mask, keypoints, z) -> torch.Tensor:
-        feeds = {"condition": condition, "mask": mask, "keypoints": keypoints, "z": z}
-        (out,) = self.session.run(None, {k: v.cpu().numpy().astype(np.float32) for k, v in feeds.items()})
-        return torch.from_numpy(out)
 
 
 class Anonymizer:
@@ -73,8 +60,7 @@ class Anonymizer:
         if backend == "torch":
             generator: ExportedGenerator | OnnxGenerator = load_generator(folder).to(kwargs.get("device", "cpu"))
         elif backend == "onnx":
-            load_generator(folder)  # checks format, version and weights; the ONNX file is checked below
-            generator = OnnxGenerator(folder)
+            generator = load_onnx_generator(folder)
         else:
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         return cls(generator, **kwargs)
@@ -82,7 +68,7 @@ class Anonymizer:
     def __call__(self, image: np.ndarray, boxes, keypoints=None) -> tuple[np.ndarray, Report]:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if keypoints is None:
-            keypoints = np.full((len(boxes), NUM_KEYPOINTS, 2), -1.0)
+            keypoints = np.stack([no_keypoints()] * len(boxes)) if len(boxes) else np.zeros((0, NUM_KEYPOINTS, 2))
         keypoints = np.asarray(keypoints, dtype=np.float64).reshape(len(boxes), NUM_KEYPOINTS, 2)
         height, width = image.shape[:2]
         out = image.copy()
@@ -125,16 +111,14 @@ class Anonymizer:
             window = crop_window(box, width, height)
             crop, nbox, npoints = crop_face(image, box, points, window, size=self.resolution)
             crops.append(crop), norm_boxes.append(nbox), norm_points.append(npoints), windows.append(window)
-        crop_t = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(self.device)
+        image_t = to_float_image(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).to(self.device))
         box_t = torch.from_numpy(np.stack(norm_boxes)).to(self.device)
-        mask = box_mask(box_t, self.resolution)
-        condition = crop_t * (1 - mask)
         keypoints = torch.from_numpy(np.stack(norm_points)).to(self.device)
-        z = torch.zeros(len(jobs), *self.latent_shape)
-        if self.seed is not None:
-            z = torch.randn(z.shape, generator=torch.Generator().manual_seed(self.seed + jobs[0][3]))
-        fake = self.generator(condition, mask, keypoints, z.to(self.device))
-        faces = ((fake.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        conditioned = condition_batch(image_t, box_t, keypoints, self.resolution)  # as in training
+        shape = (len(jobs), *self.latent_shape)
+        z = torch.zeros(shape) if self.seed is None else fixed_latents(shape, self.seed + jobs[0][3])
+        fake = self.generator(conditioned.condition, conditioned.mask, conditioned.keypoints, z.to(self.device))
+        faces = to_uint8_image(fake).permute(0, 2, 3, 1).cpu().numpy()
         for face, window, (_, _, pixel_box, _) in zip(faces, windows, jobs):
             wx0, wy0, wx1, wy1 = (int(v) for v in window)
             side = wx1 - wx0
@@ -155,9 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu", help="device for the torch backend and face-alignment")
     args = parser.parse_args(argv)
-    from data.prepare import FaceAlignmentDetector, load_detections
-    from data.record import DataError
-
     try:
         anonymizer = Anonymizer.from_export(args.model, args.backend, batch_size=args.batch_size, seed=args.seed,
                                             blur_below=args.blur_below, device=args.device)
@@ -183,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             faces = table[path.name]
         else:
             faces = detector(photo)
-        boxes = [face["box"] for face in faces]
-        points = [face.get("keypoints", [[-1, -1]] * NUM_KEYPOINTS) for face in faces]
-        result, report = anonymizer(photo, boxes, points if faces else None)
+        boxes = np.array([face.box for face in faces]).reshape(-1, 4)
+        points = np.array([face.keypoints for face in faces]).reshape(-1, NUM_KEYPOINTS, 2)
+        result, report = anonymizer(photo, boxes, points)
         Image.fromarray(result).save(output / path.name)
         total.generated += report.generated
         total.generated_without_keypoints += report.generated_without_keypoints

@@ -1,13 +1,17 @@
-"""The one channel table of the generator and the discriminator (DeepPrivacy v1)."""
+"""Stage geometry: the one channel table of the generator and the discriminator (DeepPrivacy v1), the
+resolutions they are built for, and the check of a (resolution, alpha) stage."""
 
 import math
 
+# The bottleneck works at 4x4: the spatial latent z, and the old path while 8 px fades in.
+LATENT_RESOLUTION = 4
 
-def resolutions_up_to(max_resolution: int, min_resolution: int = 4) -> list[int]:
+
+def resolutions_up_to(max_resolution: int, min_resolution: int = LATENT_RESOLUTION) -> list[int]:
     """``[min_resolution, 2 * min_resolution, ..., max_resolution]``; both must be powers of two."""
     for name, value in (("max_resolution", max_resolution), ("min_resolution", min_resolution)):
-        if value < 4 or value & (value - 1):
-            raise ValueError(f"{name} must be a power of two >= 4, got {value}")
+        if value < LATENT_RESOLUTION or value & (value - 1):
+            raise ValueError(f"{name} must be a power of two >= {LATENT_RESOLUTION}, got {value}")
     if max_resolution < min_resolution:
         raise ValueError(f"max_resolution {max_resolution} is below min_resolution {min_resolution}")
     return [2**k for k in range(int(math.log2(min_resolution)), int(math.log2(max_resolution)) + 1)]
@@ -31,3 +35,16 @@ def channel_table(base_width: int, max_resolution: int) -> dict[int, int]:
 def discriminator_base_width(base_width: int) -> int:
     """``floor(c * sqrt(2) / 8) * 8``: 720 for c = 512."""
     return int(base_width * math.sqrt(2) / 8) * 8
+
+
+def trained_resolutions(max_resolution: int) -> list[int]:
+    """The resolutions a network trains at: ``[8, 16, ..., max_resolution]`` (4 px is the bottleneck's)."""
+    return resolutions_up_to(max_resolution, min_resolution=2 * LATENT_RESOLUTION)
+
+
+def check_stage(resolution: int, alpha: float, max_resolution: int) -> None:
+    """Raise ValueError unless ``resolution`` is a power of two in [8, max_resolution] and alpha in [0, 1]."""
+    if resolution not in trained_resolutions(max_resolution):
+        raise ValueError(f"resolution must be a power of two in [{2 * LATENT_RESOLUTION}, {max_resolution}], got {resolution}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")

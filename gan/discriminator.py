@@ -7,10 +7,10 @@ before every block, the same ``resolution`` / ``alpha`` selection of the active 
 import torch
 from torch import nn
 
-from gan.channels import channel_table, discriminator_base_width, resolutions_up_to
-from gan.generator import LATENT_RESOLUTION, check_stage
-from gan.keypoints import NUM_KEYPOINTS, keypoint_maps
-from gan.layers import ConvAct, EqualizedConv2d, EqualizedLinear, MinibatchStdDev, downsample
+from data.keypoints import NUM_KEYPOINTS
+from gan.channels import LATENT_RESOLUTION, channel_table, check_stage, discriminator_base_width, trained_resolutions
+from gan.keypoints import keypoint_maps
+from gan.layers import ConvAct, EqualizedConv2d, EqualizedLinear, MinibatchStdDev, downsample, per_resolution
 
 
 class DiscriminatorBlock(nn.Module):
@@ -33,7 +33,7 @@ class FinalBlock(nn.Module):
         self.minibatch_std = MinibatchStdDev() if minibatch_std else None
         extra = NUM_KEYPOINTS + (1 if minibatch_std else 0)
         self.conv1 = ConvAct(channels + extra, channels, 3, pixel_norm=False)
-        self.conv2 = nn.Sequential(EqualizedConv2d(channels, channels, 4), nn.LeakyReLU(0.2))
+        self.conv2 = nn.Sequential(EqualizedConv2d(channels, channels, LATENT_RESOLUTION), nn.LeakyReLU(0.2))
         self.linear = EqualizedLinear(channels, 1, gain=1.0)
 
     def forward(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
@@ -54,15 +54,11 @@ class Discriminator(nn.Module):
 
     def __init__(self, base_width: int = 512, max_resolution: int = 128, minibatch_std: bool = False) -> None:
         super().__init__()
-        self.base_width = base_width
-        self.max_resolution = max_resolution
-        ch = channel_table(discriminator_base_width(base_width), max_resolution)
-        self.channels = ch
-        res = resolutions_up_to(max_resolution, min_resolution=8)
-        self.from_rgb = nn.ModuleDict(
-            {str(r): ConvAct(6, ch[r], 1, pixel_norm=False) for r in [LATENT_RESOLUTION, *res]}
-        )
-        self.blocks = nn.ModuleDict({str(r): DiscriminatorBlock(ch[r], ch[r // 2]) for r in res})
+        self.base_width, self.max_resolution = base_width, max_resolution
+        self.channels = ch = channel_table(discriminator_base_width(base_width), max_resolution)
+        res = trained_resolutions(max_resolution)
+        self.from_rgb = per_resolution(lambda r: ConvAct(6, ch[r], 1, pixel_norm=False), [LATENT_RESOLUTION, *res])
+        self.blocks = per_resolution(lambda r: DiscriminatorBlock(ch[r], ch[r // 2]), res)
         self.final = FinalBlock(ch[LATENT_RESOLUTION], minibatch_std)
 
     def forward(

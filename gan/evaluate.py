@@ -20,10 +20,9 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from data.prepared import collate
-from data.record import DataError
+from data.record import DataError, collate
 from data.sources import open_dataset
-from gan.checkpointing import ema_generator_from_checkpoint
+from gan.checkpoint import ema_generator_from_checkpoint
 from gan.features import EXTRACTORS, build_extractor
 from gan.fid import FIDEvaluator
 

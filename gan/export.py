@@ -5,21 +5,26 @@
 The export runs at the generator's full resolution with alpha = 1 and holds no code: ``generator.json``
 describes the architecture and every input convention, ``generator.safetensors`` the weights (its sha256
 is in the JSON), ``generator.onnx`` the same network for onnxruntime and other runtimes.
-``gan.load_generator(DIR)`` rebuilds it strictly.
+``gan.load_generator(DIR)`` rebuilds it strictly; ``load_onnx_generator(DIR)`` runs the ONNX file in onnxruntime.
+Both check the format version and the sha256 that ``generator.json`` records for the file they read.
 """
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from data.checksum import sha256_file
+from data.crop import EXPANSION
+from data.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from gan.channels import LATENT_RESOLUTION
+from gan.checkpoint import ema_generator_from_checkpoint
 from gan.generator import Generator
-from gan.keypoints import KEYPOINT_NAMES
 
 FORMAT = "safefakes-generator"
 FORMAT_VERSION = 1
@@ -43,14 +48,9 @@ class ExportedGenerator(nn.Module):
         return self.generator(condition, mask, keypoints, z, resolution=self.resolution, alpha=1.0)
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def describe(generator: Generator, images_seen: int, config: dict | None) -> dict:
-    from data.crop import EXPANSION  # data imports gan: imported here, not at module level
-
     r = generator.max_resolution
+    z = LATENT_RESOLUTION
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -63,10 +63,10 @@ def describe(generator: Generator, images_seen: int, config: dict | None) -> dic
                           "layout": "RGB, channels first", "fill_value": 0.0,
                           "note": "pixels where mask = 1 are ignored and may hold anything"},
             "mask": {"shape": ["B", 1, r, r], "dtype": "float32", "values": "1 = pixel to generate, 0 = keep"},
-            "keypoints": {"shape": ["B", 7, 2], "dtype": "float32", "names": list(KEYPOINT_NAMES),
+            "keypoints": {"shape": ["B", NUM_KEYPOINTS, 2], "dtype": "float32", "names": list(KEYPOINT_NAMES),
                           "coordinates": "(x, y) normalised to [0, 1) inside the crop; x right, y down",
                           "absent": "any point outside [0, 1) (use -1)", "left_right": "the subject's left"},
-            "z": {"shape": ["B", generator.latent_channels, 4, 4], "dtype": "float32",
+            "z": {"shape": ["B", generator.latent_channels, z, z], "dtype": "float32",
                   "distribution": "N(0, 1); zeros give the mean face"},
         },
         "output": {"name": "image", "shape": ["B", 3, r, r], "range": [-1.0, 1.0],
@@ -104,8 +104,8 @@ def export_onnx(model: ExportedGenerator, path: Path) -> None:
     an all-zero feature vector (the blank face region of an untrained model) into 0 * inf = NaN.
     """
     r = model.resolution
-    example = (torch.zeros(2, 3, r, r), torch.zeros(2, 1, r, r), torch.zeros(2, 7, 2),
-               torch.zeros(2, model.generator.latent_channels, 4, 4))
+    example = (torch.zeros(2, 3, r, r), torch.zeros(2, 1, r, r), torch.zeros(2, NUM_KEYPOINTS, 2),
+               torch.zeros(2, *model.generator.latent_shape))
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
         model, example, str(path), input_names=list(INPUT_NAMES), output_names=["image"],
@@ -118,21 +118,39 @@ class ExportError(ValueError):
     """An export that cannot be trusted or used; the message names the file."""
 
 
+def read_description(folder: str | Path) -> dict:
+    """``generator.json`` of an export folder, its format and version checked."""
+    meta_path = Path(folder) / "generator.json"
+    if not meta_path.is_file():
+        raise ExportError(f"{meta_path}: missing (an export holds generator.json and generator.safetensors)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ExportError(f"{meta_path}: not valid JSON: {error}") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        found = (meta.get("format"), meta.get("format_version")) if isinstance(meta, dict) else (None, None)
+        raise ExportError(f"{meta_path}: format {found[0]!r} version {found[1]!r}; "
+                          f"this SafeFakes reads {FORMAT!r} version {FORMAT_VERSION}")
+    return meta
+
+
+def verified_file(folder: Path, name: str, expected: str | None) -> Path:
+    """``folder / name`` if it exists and its sha256 is ``expected`` (as recorded in generator.json)."""
+    path = folder / name
+    if not path.is_file():
+        raise ExportError(f"{path}: missing")
+    digest = sha256_file(path)
+    if digest != expected:
+        raise ExportError(f"{path}: sha256 {digest} does not match generator.json ({expected}); "
+                          "the file was changed or damaged")
+    return path
+
+
 def load_generator(folder: str | Path) -> ExportedGenerator:
     """Rebuild an exported generator strictly: format and version, sha256 of the weights, exact tensor names."""
     folder = Path(folder)
-    meta_path, weights = folder / "generator.json", folder / "generator.safetensors"
-    for path in (meta_path, weights):
-        if not path.is_file():
-            raise ExportError(f"{path}: missing (an export holds generator.json and generator.safetensors)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise ExportError(f"{meta_path}: format {meta.get('format')!r} version {meta.get('format_version')!r}; "
-                          f"this SafeFakes reads {FORMAT!r} version {FORMAT_VERSION}")
-    digest = sha256_file(weights)
-    if digest != meta.get("sha256"):
-        raise ExportError(f"{weights}: sha256 {digest} does not match generator.json ({meta.get('sha256')}); "
-                          "the file was changed or damaged")
+    meta = read_description(folder)
+    weights = verified_file(folder, "generator.safetensors", meta.get("sha256"))
     arch = meta["architecture"]
     generator = Generator(arch["base_width"], arch["max_resolution"], arch["latent_channels"])
     state = load_file(weights)
@@ -147,14 +165,37 @@ def load_generator(folder: str | Path) -> ExportedGenerator:
     return model
 
 
+class OnnxGenerator:
+    """``generator.onnx`` in onnxruntime, called like ``ExportedGenerator`` (tensors in, a tensor out)."""
+
+    def __init__(self, path: Path, meta: dict) -> None:
+        import onnxruntime  # only the ONNX backend needs it
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.meta = meta
+        self.resolution = meta["resolution"]
+
+    def __call__(self, condition, mask, keypoints, z) -> torch.Tensor:
+        feeds = dict(zip(INPUT_NAMES, (condition, mask, keypoints, z)))
+        (out,) = self.session.run(None, {k: v.cpu().numpy().astype(np.float32) for k, v in feeds.items()})
+        return torch.from_numpy(out)
+
+
+def load_onnx_generator(folder: str | Path) -> OnnxGenerator:
+    """The export's ONNX model in onnxruntime, after checking the format and the ONNX file's sha256."""
+    folder = Path(folder)
+    meta = read_description(folder)
+    if "onnx" not in meta:
+        raise ExportError(f"{folder / 'generator.json'}: this export has no ONNX model (exported with --no-onnx)")
+    return OnnxGenerator(verified_file(folder, meta["onnx"]["file"], meta["onnx"]["sha256"]), meta)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--no-onnx", action="store_true", help="skip generator.onnx")
     args = parser.parse_args(argv)
-    from gan.checkpointing import ema_generator_from_checkpoint  # imports Lightning: only for this command
-
     try:
         generator, meta = ema_generator_from_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as error:

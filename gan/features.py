@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.crop import FACE_FRACTION
+from data.record import to_uint8_image
+
 EXTRACTORS = ("onet", "inception", "torchscript")
 
 
@@ -32,13 +35,12 @@ def facenet_onet_path() -> Path:
 class ONetFeatures(nn.Module):
     """MTCNN's ONet up to its 256-d feature layer.
 
-    ONet was trained on tight face boxes: it sees the central 1/1.7 of each crop (where the DeepPrivacy
-    crop rule, +35 % per side, puts the face box), resized to 48x48. On the demo faces its own face
+    ONet was trained on tight face boxes: it sees the central ``FACE_FRACTION`` (1/1.7) of each crop (where
+    the DeepPrivacy crop rule, +35 % per side, puts the face box), resized to 48x48. On the demo faces its own face
     classifier then gives p(face) = 0.999 (0.31 on the whole crop, 0.0006 on noise).
     """
 
     num_features = 256
-    face_fraction = 1 / 1.7
 
     def __init__(self, weights_path: str | Path | None = None) -> None:
         super().__init__()
@@ -59,7 +61,7 @@ class ONetFeatures(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # MTCNN feeds (pixel - 127.5) / 128: the [-1, 1] range of our images.
         size = images.shape[-1]
-        margin = round(size * (1 - self.face_fraction) / 2)
+        margin = round(size * (1 - FACE_FRACTION) / 2)
         face = images[..., margin : size - margin, margin : size - margin].float()
         x = F.interpolate(face, size=(48, 48), mode="bilinear", align_corners=False, antialias=True)
         x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
@@ -94,19 +96,21 @@ class InceptionFeatures(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        return self.net(to_uint8_image(images))
 
 
 class TorchScriptFeatures(nn.Module):
     """A user's TorchScript feature network, called on [-1, 1] images."""
 
-    def __init__(self, path: str | Path, probe_resolution: int = 64) -> None:
+    probe_resolution = 64  # a dry run at this size tells the feature dimension
+
+    def __init__(self, path: str | Path) -> None:
         super().__init__()
         if not Path(path).is_file():
             raise FileNotFoundError(f"no TorchScript feature extractor at {path}")
         self.net = torch.jit.load(str(path), map_location="cpu").eval()
         with torch.no_grad():
-            out = self.net(torch.zeros(2, 3, probe_resolution, probe_resolution))
+            out = self.net(torch.zeros(2, 3, self.probe_resolution, self.probe_resolution))
         if out.ndim != 2:
             raise ValueError(f"{path}: a feature extractor must return (N, d), got {tuple(out.shape)}")
         self.num_features = int(out.shape[1])

@@ -7,20 +7,10 @@ the active path, so the parameter set never changes while the network grows.
 import torch
 from torch import nn
 
-from gan.channels import channel_table, resolutions_up_to
-from gan.keypoints import NUM_KEYPOINTS, keypoint_maps
-from gan.layers import ConvAct, EqualizedConv2d, downsample, upsample
-
-LATENT_RESOLUTION = 4
-
-
-def check_stage(resolution: int, alpha: float, max_resolution: int) -> None:
-    """Raise ValueError unless ``resolution`` is a power of two in [8, max_resolution] and alpha in [0, 1]."""
-    if resolution not in resolutions_up_to(max_resolution, min_resolution=8):
-        raise ValueError(f"resolution must be a power of two in [8, {max_resolution}], got {resolution}")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-
+from data.keypoints import NUM_KEYPOINTS
+from gan.channels import LATENT_RESOLUTION, channel_table, check_stage, trained_resolutions
+from gan.keypoints import keypoint_maps
+from gan.layers import ConvAct, EqualizedConv2d, downsample, per_resolution, upsample
 
 def mask_region(mask: torch.Tensor) -> torch.Tensor:
     """``(B, 1, H, W)`` float mask -> bool, True where a pixel is to be generated (mask > 0.5)."""
@@ -76,22 +66,15 @@ class Generator(nn.Module):
 
     def __init__(self, base_width: int = 512, max_resolution: int = 128, latent_channels: int = 32) -> None:
         super().__init__()
-        self.base_width = base_width
-        self.max_resolution = max_resolution
-        self.latent_channels = latent_channels
-        ch = channel_table(base_width, max_resolution)
-        self.channels = ch
-        res = resolutions_up_to(max_resolution, min_resolution=8)
-        # from_rgb / to_rgb also exist at 4 px: the old path while 8 px fades in.
-        self.from_rgb = nn.ModuleDict(
-            {str(r): ConvAct(3, ch[r], 1, pixel_norm=True) for r in [LATENT_RESOLUTION, *res]}
-        )
-        self.encoder = nn.ModuleDict({str(r): EncoderBlock(ch[r], ch[r // 2]) for r in res})
+        self.base_width, self.max_resolution, self.latent_channels = base_width, max_resolution, latent_channels
+        self.channels = ch = channel_table(base_width, max_resolution)
+        res = trained_resolutions(max_resolution)
+        rgb_res = [LATENT_RESOLUTION, *res]  # from_rgb / to_rgb also at 4 px: the old path while 8 px fades in
+        self.from_rgb = per_resolution(lambda r: ConvAct(3, ch[r], 1, pixel_norm=True), rgb_res)
+        self.encoder = per_resolution(lambda r: EncoderBlock(ch[r], ch[r // 2]), res)
         self.bottleneck = Bottleneck(ch[LATENT_RESOLUTION], latent_channels)
-        self.decoder = nn.ModuleDict({str(r): DecoderBlock(ch[r // 2], ch[r // 2], ch[r]) for r in res})
-        self.to_rgb = nn.ModuleDict(
-            {str(r): EqualizedConv2d(ch[r], 3, 1, gain=1.0) for r in [LATENT_RESOLUTION, *res]}
-        )
+        self.decoder = per_resolution(lambda r: DecoderBlock(ch[r // 2], ch[r // 2], ch[r]), res)
+        self.to_rgb = per_resolution(lambda r: EqualizedConv2d(ch[r], 3, 1, gain=1.0), rgb_res)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -124,8 +107,8 @@ class Generator(nn.Module):
         check_stage(resolution, alpha, self.max_resolution)
         if condition.shape[-2:] != (resolution, resolution):
             raise ValueError(f"condition is {tuple(condition.shape)}, expected (B, 3, {resolution}, {resolution})")
-        hole = mask_region(mask)
-        x = condition.masked_fill(hole, 0.0)
+        to_generate = mask_region(mask)
+        x = condition.masked_fill(to_generate, 0.0)
         if z is None:
             z = torch.randn(x.shape[0], *self.latent_shape, device=x.device, dtype=x.dtype)
 
@@ -159,4 +142,4 @@ class Generator(nn.Module):
         if alpha < 1:
             old = upsample(self.to_rgb[str(resolution // 2)](features))
             image = old if image is None else torch.lerp(old, image, alpha)
-        return torch.where(hole, image.to(condition.dtype), condition)
+        return torch.where(to_generate, image.to(condition.dtype), condition)

@@ -1,21 +1,11 @@
-"""The 7 sparse keypoints of DeepPrivacy (Hukkelås et al., ISVC 2019) and their one-hot maps."""
+"""One-hot keypoint maps, the networks' view of the 7 keypoints (DeepPrivacy, ISVC 2019).
+
+The convention itself (names, order, absent rule) is the data contract in ``data.keypoints``.
+"""
 
 import torch
 
-# COCO order; "left" is the subject's left. The FDF README names the same indices from the viewer's side.
-KEYPOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder")
-NUM_KEYPOINTS = len(KEYPOINT_NAMES)
-# Index permutation that a horizontal flip applies: the subject's left becomes their right.
-FLIP_PERMUTATION = (0, 2, 1, 4, 3, 6, 5)
-
-
-def keypoints_present(keypoints: torch.Tensor) -> torch.Tensor:
-    """``(..., 2)`` normalised points -> ``(...)`` bool: True where both coordinates lie in [0, 1).
-
-    NaN compares False, so a NaN coordinate counts as absent.
-    """
-    inside = (keypoints >= 0) & (keypoints < 1)
-    return inside.all(dim=-1)
+from data.keypoints import keypoints_present
 
 
 def keypoint_maps(keypoints: torch.Tensor, resolution: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

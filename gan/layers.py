@@ -5,6 +5,7 @@ Equalized learning rate: weights are drawn from N(0, 1) and scaled at run time b
 """
 
 import math
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -118,3 +119,8 @@ def fade_image(x: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
     if isinstance(alpha, float) and alpha >= 1.0:
         return x
     return torch.lerp(upsample(downsample(x)), x, alpha)
+
+
+def per_resolution(build: Callable[[int], nn.Module], resolutions: Iterable[int]) -> nn.ModuleDict:
+    """``{str(r): build(r)}``: one block per resolution, keyed as ``forward`` selects them."""
+    return nn.ModuleDict({str(r): build(r) for r in resolutions})

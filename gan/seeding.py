@@ -1,8 +1,9 @@
-"""Per-step random streams derived from (seed, images_seen, rank).
+"""Every seed of SafeFakes, derived in one place.
 
 Every random draw of a training step (latents, gradient-penalty weights, augmentation) comes from a
 stream seeded by the run's seed, the images seen before the step and the rank. A resumed run therefore
-draws exactly what an uninterrupted run would, and ranks draw independent noise.
+draws exactly what an uninterrupted run would, and ranks draw independent noise. Fixed latents (sample
+grids, FID, the anonymizer's ``--seed``) are drawn on the CPU, so they are the same on every device.
 """
 
 import torch
@@ -14,3 +15,13 @@ def step_seed(seed: int, images_seen: int, rank: int) -> int:
 
 def step_generator(seed: int, images_seen: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(step_seed(seed, images_seen, rank))
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU stream of one epoch's sample order."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def fixed_latents(shape: tuple[int, ...], seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """N(0, 1) latents of ``shape`` from ``seed``, drawn on the CPU and moved to ``device``."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)

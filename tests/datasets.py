@@ -1,9 +1,10 @@
-"""Tiny datasets on disk, in every supported layout, for the data tests."""
+"""Tiny data for the tests: datasets on disk in every supported layout, and random network inputs."""
 
 import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 BOX = [0.25, 0.3, 0.75, 0.8]
@@ -44,3 +45,14 @@ def write_deepprivacy(root: Path, count: int = 3, split: str = "train") -> Path:
     np.save(folder / "landmarks.npy", np.array([keypoints(i) for i in range(count)], dtype=np.float32))
     np.save(folder / "bounding_box" / "128.npy", np.array([BOX] * count, dtype=np.float32) * 128)
     return root
+
+
+def face_batch(batch: int, resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random images in [-1, 1], a centred face-box mask and random keypoints."""
+    image = torch.rand(batch, 3, resolution, resolution) * 2 - 1
+    mask = torch.zeros(batch, 1, resolution, resolution)
+    lo, hi = resolution // 4, 3 * resolution // 4
+    mask[..., lo:hi, lo:hi] = 1
+    keypoints = torch.rand(batch, 7, 2)
+    keypoints[:, 5:] = -1  # shoulders absent, as in most FDF faces
+    return image, mask, keypoints

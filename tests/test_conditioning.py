@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from data.conditioning import box_mask, condition_batch, downsample_to, to_float_image
+from data.record import to_float_image
+from gan.conditioning import box_mask, condition_batch, downsample_to
 
 
 def test_to_float_image_range_and_layout():

@@ -3,9 +3,8 @@ import itertools
 import pytest
 import torch
 
-from data.datamodule import FaceDataModule, ScheduledBatchSampler
-from data.demo import build_demo
-from gan.schedule import Schedule
+from gan.training.datamodule import FaceDataModule, ScheduledBatchSampler
+from gan.training.schedule import Schedule
 
 SCHEDULE = Schedule(8, 32, fade_images=40, stabilize_images=40, batch_sizes={8: 8, 16: 6, 32: 4}, total_images=400)
 
@@ -47,13 +46,6 @@ def test_global_batch_is_split_across_ranks(world_size):
 def test_batch_sizes_must_divide_across_devices():
     with pytest.raises(ValueError, match=r"batch_sizes\[16\] = 6 is not divisible by the 4 devices"):
         ScheduledBatchSampler(10, SCHEDULE, world_size=4)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "prepared"
-    build_demo(out, variants_per_face=3)
-    return out
 
 
 def test_loader_delivers_batches_with_workers(demo):

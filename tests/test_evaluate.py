@@ -5,26 +5,20 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from data.demo import build_demo
 from gan.evaluate import main
-from tests.test_training import tiny_config
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Two tiny runs, with FID (onet, real weights) and without."""
+def trained(trained_run, tmp_path_factory, tiny_config, demo):
+    """Two tiny runs: the shared one, with FID (onet, real weights), and one without."""
     root = tmp_path_factory.mktemp("fidrun")
-    data = root / "demo"
-    build_demo(data, variants_per_face=3)
-    for name, fid in (("with", "onet"), ("without", None)):
-        config = tiny_config(root / name, data, fid=fid)
-        assert train.main(["--config", str(config), "--fid.every_images", "40"]) == 0
-    return root, data
+    assert train.main(["--config", str(tiny_config(root / "without"))]) == 0
+    return {"with": trained_run, "without": root / "without"}, demo
 
 
 def test_fid_is_logged_during_training(trained):
-    root, _ = trained
-    events = EventAccumulator(str(root / "with" / "run" / "logs"), size_guidance={"scalars": 0}).Reload()
+    runs, _ = trained
+    events = EventAccumulator(str(runs["with"] / "run" / "logs"), size_guidance={"scalars": 0}).Reload()
     tags = events.Tags()["scalars"]
     assert {"metrics/fid/onet", "metrics/fid/onet/8px", "metrics/fid/onet/16px", "metrics/fid/onet/32px",
             "metrics/fid/images_seen", "perf/fid_share"} <= set(tags)
@@ -34,17 +28,17 @@ def test_fid_is_logged_during_training(trained):
 
 
 def test_checkpoints_do_not_carry_the_extractor(trained):
-    root, _ = trained
-    with_fid, without = (root / name / "ckpt" / "last.ckpt" for name in ("with", "without"))
+    runs, _ = trained
+    with_fid, without = (runs[name] / "ckpt" / "last.ckpt" for name in ("with", "without"))
     assert abs(with_fid.stat().st_size - without.stat().st_size) < 10_000  # ONet's weights are 1.5 MB
     keys = torch.load(with_fid, weights_only=True)["state_dict"].keys()
     assert not any("dense5" in k or "prelu" in k for k in keys)
 
 
 def test_evaluate_a_checkpoint(trained, tmp_path, capsys):
-    root, data = trained
+    runs, data = trained
     report_path = tmp_path / "fid.json"
-    code = main(["--checkpoint", str(root / "with" / "ckpt" / "last.ckpt"), "--data", str(data), "--num", "20",
+    code = main(["--checkpoint", str(runs["with"] / "ckpt" / "last.ckpt"), "--data", str(data), "--num", "20",
                  "--batch-size", "8", "--report", str(report_path), "--tensorboard", str(tmp_path / "tb")])
     assert code == 0
     report = json.loads(report_path.read_text())
@@ -53,7 +47,7 @@ def test_evaluate_a_checkpoint(trained, tmp_path, capsys):
     assert all(v > 0 for v in report["fid"].values())
     events = EventAccumulator(str(tmp_path / "tb")).Reload()
     assert "eval/fid/onet/32px/z=zero" in events.Tags()["scalars"]
-    assert main(["--checkpoint", str(root / "with" / "ckpt" / "last.ckpt"), "--data", str(data), "--num", "20",
+    assert main(["--checkpoint", str(runs["with"] / "ckpt" / "last.ckpt"), "--data", str(data), "--num", "20",
                  "--resolution", "16"]) == 0
     assert '"resolution": 16' in capsys.readouterr().out
 

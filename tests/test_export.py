@@ -7,28 +7,21 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import train
 from data.demo import HERE as DEMO
-from data.demo import build_demo
 from gan import load_generator
 from gan.anonymize import Anonymizer
 from gan.anonymize import main as anonymize_main
-from gan.checkpointing import ema_generator_from_checkpoint
+from gan.checkpoint import ema_generator_from_checkpoint
 from gan.export import ExportError, export
 from gan.export import main as export_main
 from gan.generator import Generator
-from tests.conftest import face_batch
-from tests.test_training import tiny_config
+from tests.datasets import face_batch
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A finished tiny run: train.py exports its EMA generator at the end."""
-    root = tmp_path_factory.mktemp("export")
-    data = root / "demo"
-    build_demo(data, variants_per_face=3)
-    assert train.main(["--config", str(tiny_config(root / "run", data))]) == 0
-    return root / "run" / "ckpt"
+def trained(trained_run):
+    """The checkpoints of a finished tiny run: train.py exported its EMA generator at the end."""
+    return trained_run / "ckpt"
 
 
 def test_training_ends_with_an_export_equal_to_the_ema_generator(trained):

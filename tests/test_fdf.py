@@ -31,6 +31,15 @@ def test_deepprivacy_layout_with_pixel_boxes(tmp_path):
     assert np.array_equal(dataset[2].image, face_image(2))
 
 
+def test_deepprivacy_layout_with_normalized_boxes(tmp_path):
+    write_deepprivacy(tmp_path, count=2)
+    np.save(tmp_path / "train" / "bounding_box" / "128.npy", np.array([BOX] * 2, dtype=np.float32))
+    dataset = DeepPrivacyLayoutDataset(tmp_path, "train", box_units="normalized")
+    np.testing.assert_allclose(dataset[1].box, BOX)
+    as_pixels = DeepPrivacyLayoutDataset(tmp_path, "train")  # the default reads the same numbers as pixels
+    np.testing.assert_allclose(as_pixels[1].box, np.array(BOX) / 128, rtol=1e-6)
+
+
 def test_convert_round_trip_is_exact(tmp_path):
     write_fdf(tmp_path / "fdf", train=5, val=1)
     manifest = convert(str(tmp_path / "fdf"), str(tmp_path / "prepared"), workers=2, progress=False)

@@ -7,7 +7,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from data.demo import build_demo
 from data.prepared import PreparedDataset
 from gan.features import InceptionFeatures, ONetFeatures, TorchScriptFeatures, build_extractor
 from gan.fid import FIDEvaluator
@@ -29,10 +28,8 @@ class TinyFeatures(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def faces(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fid") / "demo"
-    build_demo(out, variants_per_face=11)  # 72 faces
-    return PreparedDataset(out)
+def faces(demo_72):
+    return PreparedDataset(demo_72)
 
 
 def batches(dataset, size=16, count=64):
@@ -142,3 +139,21 @@ def test_torchscript_extractor(tmp_path):
 class TinyScripted(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return images.mean(dim=(2, 3))
+
+
+def test_fid_callback_schedule_with_and_without_phase_ends():
+    from gan.training.callbacks import FIDCallback
+    from gan.training.schedule import Schedule, StepProgress
+
+    schedule = Schedule(8, 32, fade_images=16, stabilize_images=16, batch_sizes={8: 8, 16: 8, 32: 4}, total_images=96)
+    steps, seen = [], 0
+    while seen < schedule.total_images:  # the steps of a run: 8 images each below 48, then 4
+        steps.append(StepProgress(schedule, seen, seen + schedule.stage_at(seen).batch_size))
+        seen = steps[-1].after
+
+    def due_after(callback):
+        return [s.after for s in steps if callback.due(s)]
+
+    assert due_after(FIDCallback(None, every_images=40)) == [16, 40, 48, 80, 96]
+    assert due_after(FIDCallback(None, every_images=40, at_phase_end=False)) == [40, 80]
+    assert due_after(FIDCallback(None, every_images=0)) == [16, 48, 96]

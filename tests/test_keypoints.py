@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from gan.keypoints import FLIP_PERMUTATION, KEYPOINT_NAMES, keypoint_maps
+from data.keypoints import FLIP_PERMUTATION, KEYPOINT_NAMES
+from gan.keypoints import keypoint_maps
 
 
 def single(x: float, y: float, resolution: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ import torch
 
 from gan import Discriminator, Generator
 from gan.channels import channel_table
-from tests.conftest import face_batch
+from tests.datasets import face_batch
 
 RESOLUTIONS = [8, 16, 32, 64, 128]
 
@@ -166,3 +166,32 @@ def test_minibatch_std_option():
     assert not torch.equal(with_std(other, image, keypoints, resolution=16)[0], scores[0])
     assert torch.equal(plain(other, image, keypoints, resolution=16)[0], plain(image, image, keypoints, resolution=16)[0])
 
+
+
+# Outputs of the networks at a fixed seed, recorded before the package was reorganised: a change that
+# alters what G or D compute (an initialisation, a layer order, a constant) shows up here.
+GOLDEN = {
+    (32, 1.0): ([-0.254699, -0.447573, 1.687836, -0.891555, -0.729655, 0.373674], [-0.133843, -0.108074]),
+    (32, 0.5): ([0.120195, -0.184622, 1.036509, -1.056969, -0.617315, 0.300847], [-0.133106, -0.079114]),
+    (16, 1.0): ([0.670608, -0.365114, -1.082307, 0.565827, -1.101061, -0.34113], [-0.132375, -0.083305]),
+}
+
+
+@torch.no_grad()
+def test_golden_outputs_at_a_fixed_seed():
+    torch.manual_seed(0)
+    generator, discriminator = Generator(16, 32), Discriminator(16, 32)
+    rng = torch.Generator().manual_seed(1)
+    image = torch.rand(2, 3, 32, 32, generator=rng) * 2 - 1
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    keypoints = torch.rand(2, 7, 2, generator=rng)
+    keypoints[:, 5:] = -1
+    z = torch.randn(2, 32, 4, 4, generator=rng)
+    for (r, alpha), (g_expected, d_expected) in GOLDEN.items():
+        x = torch.nn.functional.interpolate(image, size=(r, r), mode="area")
+        m = torch.nn.functional.interpolate(mask, size=(r, r), mode="nearest")
+        fake = generator(x * (1 - m), m, keypoints, z, resolution=r, alpha=alpha)
+        scores = discriminator(x, x * (1 - m), keypoints, resolution=r, alpha=alpha)
+        torch.testing.assert_close(fake[:, :, r // 2, r // 2].flatten(), torch.tensor(g_expected), atol=2e-6, rtol=0)
+        torch.testing.assert_close(scores.flatten(), torch.tensor(d_expected), atol=2e-6, rtol=0)

@@ -7,8 +7,10 @@ from PIL import Image
 
 from data.crop import crop_face, crop_window
 from data.demo import HERE as DEMO
-from data.prepare import keypoints_from_68, main, prepare
+from data.detections import keypoints_from_68
+from data.prepare import main, prepare
 from data.prepared import PreparedDataset
+from data.record import DataError
 
 
 def test_crop_window_is_square_expanded_and_inside():
@@ -115,3 +117,20 @@ def test_face_alignment_path_with_local_weights(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="no_face"):
         manifest = prepare(photos, tmp_path / "out", device="cpu", progress=False)
     assert manifest["count"] == 0 and manifest["skipped"][0]["problem"] == "no_face"
+
+
+def test_detections_accept_null_for_absent_keypoints(tmp_path):
+    from data.detections import load_detections
+
+    points = [[10, 12], None, [None, None], [-1, -1], [30.5, 40], [1, 2], [3, 4]]
+    (tmp_path / "det.json").write_text(json.dumps({"a.jpg": [{"box": [0, 0, 50, 60], "keypoints": points},
+                                                             {"box": [5, 5, 20, 20], "keypoints": None}]}))
+    faces = load_detections(tmp_path / "det.json")["a.jpg"]
+    assert faces[0].keypoints.tolist() == [[10, 12], [-1, -1], [-1, -1], [-1, -1], [30.5, 40], [1, 2], [3, 4]]
+    assert (faces[1].keypoints == -1).all() and faces[1].box.tolist() == [5, 5, 20, 20]
+    bad_entries = {"keypoint 0 must be": [["x", 1]] + [[1, 1]] * 6, "list of 7": [[1, 2]] * 6}
+    for message, keypoints in bad_entries.items():
+        entry = {"b.jpg": [{"box": [0, 0, 5, 5]}, {"box": [0, 0, 5, 5], "keypoints": keypoints}]}
+        (tmp_path / "bad.json").write_text(json.dumps(entry))
+        with pytest.raises(DataError, match=rf"bad.json \[b.jpg, face 1\].*{message}"):
+            load_detections(tmp_path / "bad.json")

@@ -1,6 +1,6 @@
 import pytest
 
-from gan.schedule import Schedule, Stage
+from gan.training.schedule import Schedule, Stage, StepProgress
 
 PAPER = Schedule()
 
@@ -37,3 +37,25 @@ def test_bad_schedules_name_the_key():
         Schedule(8, 96)
     with pytest.raises(ValueError, match="images_seen"):
         PAPER.stage_at(-1)
+
+
+TINY = Schedule(8, 32, fade_images=16, stabilize_images=16, batch_sizes={8: 8, 16: 8, 32: 4}, total_images=96)
+
+
+@pytest.mark.parametrize(
+    "before, after, crossed_40, grew, stabilization_ended, finished",
+    [
+        (0, 8, False, False, False, False),
+        (8, 16, False, True, True, False),  # 8 px ends its stabilisation; 16 px fades in next
+        (16, 24, False, False, False, False),  # inside the 16 px fade
+        (24, 32, False, False, False, False),  # the fade ends: not a stabilisation end
+        (40, 48, False, True, True, False),
+        (36, 44, True, False, False, False),
+        (92, 96, False, False, False, True),
+    ],
+)
+def test_step_progress_answers_every_question_once(before, after, crossed_40, grew, stabilization_ended, finished):
+    progress = StepProgress(TINY, before, after)
+    assert progress.crossed(40) == crossed_40 and not progress.crossed(0)
+    assert (progress.grew, progress.stabilization_ended, progress.finished) == (grew, stabilization_ended, finished)
+    assert progress.stage == TINY.stage_at(before) and progress.batch_size == after - before

@@ -11,47 +11,10 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from data.demo import build_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 TAGS = ["loss/D/wgan", "loss/D/gp", "loss/D/epsilon", "loss/G", "progress/resolution", "progress/alpha",
         "progress/images_seen", "perf/images_per_second"]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data") / "demo"
-    build_demo(out, variants_per_face=3)
-    return out
-
-
-def tiny_config(folder: Path, data: Path, total: int = 96, callbacks: list | None = None, fid: str | None = None,
-                **trainer) -> Path:
-    """8 -> 16 -> 32 px at width 8 in a few seconds: growth at 16 and 48 images."""
-    config = {
-        "seed_everything": 0,
-        "model": {
-            "base_width": 8, "max_resolution": 32, "num_samples": 4, "sample_every_images": 32,
-            "ema_half_life_images": 100,
-            "schedule": {"start_resolution": 8, "max_resolution": 32, "fade_images": 16, "stabilize_images": 16,
-                         "batch_sizes": {8: 8, 16: 8, 32: 4}, "total_images": total},
-        },
-        "data": {"train_path": str(data), "num_val": 8, "num_workers": 0},
-        "trainer": {
-            "accelerator": "cpu", "devices": 1, "precision": "32-true", "log_every_n_steps": 1,
-            "enable_progress_bar": False, "enable_model_summary": False,
-            "logger": {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
-                       "init_args": {"save_dir": str(folder), "name": "run", "version": "logs"}},
-            "callbacks": callbacks or [],
-            **trainer,
-        },
-        "checkpoint": {"dirpath": str(folder / "ckpt"), "every_images": 40, "keep_last": 2},
-        "fid": {"extractor": fid},
-    }
-    path = folder / "config.yaml"
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def load(path: Path) -> dict:
@@ -59,8 +22,8 @@ def load(path: Path) -> dict:
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_tiny_run_grows_twice_and_logs(tmp_path, demo, precision):
-    config = tiny_config(tmp_path, demo, precision=precision)
+def test_tiny_run_grows_twice_and_logs(tmp_path, tiny_config, precision):
+    config = tiny_config(tmp_path, precision=precision)
     assert train.main(["--config", str(config)]) == 0
     checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
     state = checkpoint["state_dict"]
@@ -80,18 +43,18 @@ def test_tiny_run_grows_twice_and_logs(tmp_path, demo, precision):
     assert len(grids) >= 3 and grids[-1].width == 6 * 66 + 2
 
 
-def test_exact_resume_in_the_middle_of_a_fade(tmp_path, demo):
-    straight = tiny_config(tmp_path / "a", demo, callbacks=[
+def test_exact_resume_in_the_middle_of_a_fade(tmp_path, tiny_config):
+    straight = tiny_config(tmp_path / "a", callbacks=[
         {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "a" / "w")}}])
     assert train.main(["--config", str(straight)]) == 0
     # Interrupted at 56 images: the 32 px fade runs from 48 to 64.
-    interrupted = tiny_config(tmp_path / "b", demo, callbacks=[
+    interrupted = tiny_config(tmp_path / "b", callbacks=[
         {"class_path": "tests.helpers.InterruptAt", "init_args": {"images": 56}},
         {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "b" / "w")}}])
     assert train.main(["--config", str(interrupted)]) == 143
     stopped = load(tmp_path / "b" / "ckpt" / "last.ckpt")
     assert int(stopped["state_dict"]["images_seen"]) == 56 and stopped["safefakes"]["stage"]["phase"] == "fade"
-    resumed = tiny_config(tmp_path / "b", demo, callbacks=[
+    resumed = tiny_config(tmp_path / "b", callbacks=[
         {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "b" / "w")}}])
     assert train.main(["--config", str(resumed), "--ckpt_path", "last"]) == 0
     a, b = torch.load(tmp_path / "a" / "w" / "rank0.pt"), torch.load(tmp_path / "b" / "w" / "rank0.pt")
@@ -99,8 +62,8 @@ def test_exact_resume_in_the_middle_of_a_fade(tmp_path, demo):
         assert torch.equal(a[name], b[name]), name
 
 
-def test_non_finite_steps_are_skipped_and_counted(tmp_path, demo):
-    config = tiny_config(tmp_path, demo, total=24, precision="bf16-mixed", callbacks=[
+def test_non_finite_steps_are_skipped_and_counted(tmp_path, tiny_config):
+    config = tiny_config(tmp_path, total=24, precision="bf16-mixed", callbacks=[
         {"class_path": "tests.helpers.PoisonCritic"},
         {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "w")}}])
     assert train.main(["--config", str(config)]) == 0
@@ -112,8 +75,8 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, demo):
     assert torch.equal(weights["G"], weights["G_ema"])  # G never stepped, so its average never moved
 
 
-def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path, demo):
-    config = tiny_config(tmp_path, demo, total=100_000)
+def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path, tiny_config):
+    config = tiny_config(tmp_path, total=100_000)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "train.py", "--config", str(config)], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -126,13 +89,13 @@ def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path, demo):
     checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
     stopped_at = int(checkpoint["state_dict"]["images_seen"])
     assert stopped_at > 0 and not list((tmp_path / "ckpt").glob("*.tmp"))
-    resume = tiny_config(tmp_path, demo, total=stopped_at + 40)
+    resume = tiny_config(tmp_path, total=stopped_at + 40)
     assert train.main(["--config", str(resume), "--ckpt_path", "last"]) == 0
     assert int(load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]["images_seen"]) >= stopped_at + 40
 
 
-def test_ddp_two_processes_hold_identical_weights(tmp_path, demo):
-    config = tiny_config(tmp_path, demo, total=64, devices=2, strategy="ddp_find_unused_parameters_true",
+def test_ddp_two_processes_hold_identical_weights(tmp_path, tiny_config):
+    config = tiny_config(tmp_path, total=64, devices=2, strategy="ddp_find_unused_parameters_true",
                          callbacks=[{"class_path": "tests.helpers.DumpWeights",
                                      "init_args": {"folder": str(tmp_path / "w")}}])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -147,8 +110,8 @@ def test_ddp_two_processes_hold_identical_weights(tmp_path, demo):
     assert int(load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]["resolution"]) == 32
 
 
-def test_bad_configuration_names_the_key(tmp_path, demo, capsys):
-    config = tiny_config(tmp_path, demo)
+def test_bad_configuration_names_the_key(tmp_path, tiny_config, capsys):
+    config = tiny_config(tmp_path)
     assert train.main(["--config", str(config), "--data.train_path", str(tmp_path / "missing")]) == 2
     assert "data.train_path: no dataset directory" in capsys.readouterr().err
     assert train.main(["--config", str(config), "--trainer.devices", "3", "--trainer.strategy",
@@ -175,10 +138,10 @@ trainer:
 """
 
 
-def test_fp16_with_a_grad_scaler_trains_and_counts_its_skips(tmp_path, demo):
+def test_fp16_with_a_grad_scaler_trains_and_counts_its_skips(tmp_path, tiny_config):
     """'16-mixed' on CPU silently becomes bf16; this plugin gives real fp16 autocast and a GradScaler."""
     (tmp_path / "fp16.yaml").write_text(FP16_ON_CPU)
-    config = tiny_config(tmp_path, demo)
+    config = tiny_config(tmp_path)
     assert train.main(["--config", str(config), "--config", str(tmp_path / "fp16.yaml"), "--export_onnx", "false"]) == 0
     checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
     state = checkpoint["state_dict"]

@@ -5,7 +5,7 @@
 
 MediaPipe is needed only to re-create annotations.json; the toolkit itself never imports it.
 The file has the format of ``python -m data.prepare --detections``: per photo a list of faces,
-each a box and keypoints in photo pixels, in SafeFakes order (gan.keypoints.KEYPOINT_NAMES), -1 when absent.
+each a box and keypoints in photo pixels, in SafeFakes order (data.keypoints.KEYPOINT_NAMES), -1 when absent.
 """
 
 import json

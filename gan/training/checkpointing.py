@@ -1,5 +1,7 @@
 """Checkpoints by images seen: every N images, before every growth, at the end and on SIGTERM.
 
+What a checkpoint holds and how it is loaded offline: ``gan.checkpoint``.
+
 Each checkpoint is written under a temporary name and renamed, so a file that exists is complete;
 ``last.ckpt`` always points at the newest. Only the newest ``keep_last`` periodic files are kept.
 """
@@ -55,13 +57,9 @@ class ImageCheckpoint(pl.Callback):
             path.unlink()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        seen = int(pl_module.images_seen)
-        before = seen - pl_module._last_batch_size
-        schedule = pl_module.schedule
-        periodic = self.every_images and seen // self.every_images != before // self.every_images
-        grows = schedule.stage_at(seen).resolution != schedule.stage_at(before).resolution
-        if periodic or grows or pl_module.training_finished:
-            self.save(trainer, seen)
+        progress = pl_module.progress
+        if progress.crossed(self.every_images) or progress.grew or progress.finished:
+            self.save(trainer, progress.after)
         if trainer.received_sigterm and trainer.world_size == 1:
             raise SIGTERMException()  # under DDP Lightning raises it on every rank at the next step
 
@@ -70,30 +68,3 @@ class ImageCheckpoint(pl.Callback):
             seen = int(pl_module.images_seen)
             if self.last_saved != seen and seen > 0:
                 self.save(trainer, seen)
-
-
-def load_training_checkpoint(path: str | Path) -> dict:
-    """A training checkpoint, unpickled safely (``weights_only=True``); errors name the file."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    meta = checkpoint.get("safefakes") if isinstance(checkpoint, dict) else None
-    if meta is None or meta.get("format_version") != 1:
-        raise ValueError(f"{path}: not a SafeFakes training checkpoint (no 'safefakes' entry with format_version 1)")
-    return checkpoint
-
-
-def ema_generator_from_checkpoint(path: str | Path):
-    """(the EMA generator, the checkpoint's 'safefakes' metadata), loaded strictly."""
-    from gan.generator import Generator
-
-    checkpoint = load_training_checkpoint(path)
-    hparams = checkpoint["hyper_parameters"]
-    generator = Generator(hparams["base_width"], hparams["max_resolution"], hparams["latent_channels"])
-    prefix = "G_ema."
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    generator.load_state_dict(state, strict=True)
-    return generator.requires_grad_(False).eval(), {**checkpoint["safefakes"], "hyper_parameters": hparams}

@@ -13,15 +13,15 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from data.conditioning import Conditioned, condition_batch
-from data.prepared import FaceBatch
+from data.record import FaceBatch
+from gan.checkpoint import KEY, check_metadata, checkpoint_metadata
+from gan.conditioning import condition_batch
 from gan.discriminator import Discriminator
 from gan.ema import copy_weights, ema_beta, ema_update
 from gan.generator import Generator
-from gan.grid import make_grid
 from gan.losses import epsilon_penalty, generator_loss, gradient_penalty, wgan_d_loss
-from gan.schedule import Schedule, Stage
 from gan.seeding import step_generator
+from gan.training.schedule import Schedule, Stage, StepProgress
 
 
 def grads_finite(parameters) -> bool:
@@ -36,22 +36,22 @@ class DeepPrivacyGAN(pl.LightningModule):
 
     Args:
         base_width: c of the channel table (512 in the paper).
-        max_resolution: largest resolution built (128 in the paper).
         latent_channels: channels of the spatial latent z (32 x 4 x 4).
         minibatch_std: ProGAN's minibatch-stddev channel in the critic (off in DeepPrivacy v1).
-        schedule: growth schedule and global batch sizes, by images seen.
+        schedule: growth schedule and global batch sizes, by images seen; its ``max_resolution`` is the
+            largest resolution the networks are built for (128 in the paper).
         learning_rate / betas: Adam for both networks.
         gp_weight / epsilon_weight: lambda of the gradient penalty and weight of the drift penalty.
         ema_half_life_images: half-life of the EMA generator's average, in images.
-        num_samples: fixed validation conditions shown in every sample grid.
-        sample_every_images: log a sample grid every this many images (0: never).
-        seed: seed of the fixed latents of the sample grids.
+        seed: seed of every random stream of a step (latents, penalty weights; see ``gan.seeding``).
+
+    Progress: ``images_seen`` (a checkpointed buffer), ``stage`` (where training stands) and ``progress``
+    (what the last step did: ``StepProgress``, None before the first step of this process).
     """
 
     def __init__(
         self,
         base_width: int = 512,
-        max_resolution: int = 128,
         latent_channels: int = 32,
         minibatch_std: bool = False,
         schedule: Schedule = Schedule(),
@@ -60,15 +60,10 @@ class DeepPrivacyGAN(pl.LightningModule):
         gp_weight: float = 10.0,
         epsilon_weight: float = 0.001,
         ema_half_life_images: int = 10_000,
-        num_samples: int = 16,
-        sample_every_images: int = 200_000,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if schedule.max_resolution != max_resolution:
-            raise ValueError(
-                f"model.schedule.max_resolution ({schedule.max_resolution}) must equal model.max_resolution ({max_resolution})"
-            )
+        max_resolution = schedule.max_resolution
         # Plain values only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["schedule"])
         self.hparams["schedule"] = asdict(schedule)
@@ -82,20 +77,14 @@ class DeepPrivacyGAN(pl.LightningModule):
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))
         self.register_buffer("resolution", torch.zeros((), dtype=torch.int64))  # 0 until the first step
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.int64))
+        self.progress: StepProgress | None = None
         self._last_step_time: float | None = None
-        self._last_batch_size = 0
-        self._samples: FaceBatch | None = None
 
     # ----------------------------------------------------------------------------------------------- state
 
     @property
     def stage(self) -> Stage:
         return self.schedule.stage_at(int(self.images_seen))
-
-    @property
-    def last_stage(self) -> Stage:
-        """The stage of the step just trained (its batch started at images_seen - its batch size)."""
-        return self.schedule.stage_at(int(self.images_seen) - self._last_batch_size)
 
     @property
     def training_finished(self) -> bool:
@@ -150,21 +139,21 @@ class DeepPrivacyGAN(pl.LightningModule):
         if stage.resolution != int(self.resolution):
             self._grow(stage.resolution)
         r, alpha = stage.resolution, stage.alpha
-        x = condition_batch(batch.image, batch.box, batch.keypoints, r, alpha)
+        conditioned = condition_batch(batch.image, batch.box, batch.keypoints, r, alpha)
         opt_g, opt_d = self.optimizers()
-        random = step_generator(self.hparams.seed, int(self.images_seen), self.global_rank, self.device)
-        z = torch.randn(len(batch), *self.G.latent_shape, device=self.device, generator=random)
-        epsilon = torch.rand(len(batch), 1, 1, 1, device=self.device, generator=random)
-        fake = self.G(x.condition, x.mask, x.keypoints, z, resolution=r, alpha=alpha)
+        rng = step_generator(self.hparams.seed, int(self.images_seen), self.global_rank, self.device)
+        z = torch.randn(len(batch), *self.G.latent_shape, device=self.device, generator=rng)
+        epsilon = torch.rand(len(batch), 1, 1, 1, device=self.device, generator=rng)
+        fake = self.G(conditioned.condition, conditioned.mask, conditioned.keypoints, z, resolution=r, alpha=alpha)
 
         def critic(image: torch.Tensor) -> torch.Tensor:
-            return self.D(image, x.condition, x.keypoints, resolution=r, alpha=alpha)
+            return self.D(image, conditioned.condition, conditioned.keypoints, resolution=r, alpha=alpha)
 
         # Critic step.
         self.toggle_optimizer(opt_d)
-        real_scores, fake_scores = critic(x.image), critic(fake.detach())
+        real_scores, fake_scores = critic(conditioned.image), critic(fake.detach())
         loss_wgan = wgan_d_loss(real_scores, fake_scores)
-        loss_gp = gradient_penalty(critic, x.image, fake.detach(), epsilon, scale=self._grad_scale())
+        loss_gp = gradient_penalty(critic, conditioned.image, fake.detach(), epsilon, scale=self._grad_scale())
         loss_eps = epsilon_penalty(real_scores)
         loss_d = loss_wgan + self.hparams.gp_weight * loss_gp + self.hparams.epsilon_weight * loss_eps
         self.manual_backward(loss_d)
@@ -179,8 +168,9 @@ class DeepPrivacyGAN(pl.LightningModule):
         self.untoggle_optimizer(opt_g)
 
         ema_update(self.G_ema, self.G, ema_beta(stage.batch_size, self.hparams.ema_half_life_images))
+        before = int(self.images_seen)
         self.images_seen += stage.batch_size
-        self._last_batch_size = stage.batch_size
+        self.progress = StepProgress(self.schedule, before, before + stage.batch_size)
 
         self.log_dict(
             {"loss/D/wgan": loss_wgan, "loss/D/gp": loss_gp, "loss/D/epsilon": loss_eps, "loss/D/total": loss_d,
@@ -196,55 +186,18 @@ class DeepPrivacyGAN(pl.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         now = time.perf_counter()
         if self._last_step_time is not None:
-            self.log("perf/images_per_second", self._last_batch_size / (now - self._last_step_time), on_step=True)
+            self.log("perf/images_per_second", self.progress.batch_size / (now - self._last_step_time), on_step=True)
         self._last_step_time = now
-        every = self.hparams.sample_every_images
-        seen = int(self.images_seen)
-        if every and (seen // every != (seen - self._last_batch_size) // every or self.training_finished):
-            self.log_samples()
-        if self.training_finished:
+        if self.progress.finished:
             self.trainer.should_stop = True
-
-    # ---------------------------------------------------------------------------------------- sample grids
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "fixed_batch"):
-            self._samples = datamodule.fixed_batch(self.hparams.num_samples)
-
-    @torch.no_grad()
-    def generate_samples(self, batch: FaceBatch, resolution: int, alpha: float) -> tuple[Conditioned, torch.Tensor]:
-        """EMA generator on ``batch`` (uint8 images) with fixed latents: (conditioned batch, generated)."""
-        generator = torch.Generator().manual_seed(self.hparams.seed)
-        z = torch.randn(len(batch), *self.G_ema.latent_shape, generator=generator).to(self.device)
-        image = batch.image.to(self.device).float().mul_(1 / 127.5).sub_(1)
-        x = condition_batch(image, batch.box.to(self.device), batch.keypoints.to(self.device), resolution, alpha)
-        return x, self.G_ema(x.condition, x.mask, x.keypoints, z, resolution=resolution, alpha=alpha)
-
-    def log_samples(self) -> None:
-        """Grid of condition | EMA generated | real for the fixed validation conditions."""
-        if self._samples is None or not self.trainer.is_global_zero:
-            return
-        stage = self.last_stage
-        x, fake = self.generate_samples(self._samples, stage.resolution, stage.alpha)
-        triplets = torch.stack([x.condition, fake, x.image], dim=1).flatten(0, 1)
-        grid = make_grid(triplets, columns=6)
-        for logger in self.loggers:
-            if hasattr(logger.experiment, "add_image"):
-                logger.experiment.add_image("samples/condition_generated_real", grid, int(self.images_seen))
 
     # ----------------------------------------------------------------------------------------- checkpoints
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Random streams are derived from (seed, images_seen, rank): images_seen is the whole RNG state.
-        checkpoint["safefakes"] = {
-            "format_version": 1,
-            "images_seen": int(self.images_seen),
-            "stage": vars(self.stage),
-            "config": getattr(self, "run_config", None),
-        }
+        # The run's configuration, if any, was put there by the CLI's callback (gan.training.cli.RunConfig).
+        config = checkpoint.get(KEY, {}).get("config")
+        checkpoint[KEY] = checkpoint_metadata(int(self.images_seen), vars(self.stage), config)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        meta = checkpoint.get("safefakes")
-        if meta is None or meta.get("format_version") != 1:
-            raise ValueError("not a SafeFakes training checkpoint (no 'safefakes' entry with format_version 1)")
+        check_metadata(checkpoint, "the checkpoint to resume from")

@@ -2,13 +2,15 @@
 
 from pathlib import Path
 
-from pytorch_lightning.cli import LightningCLI
+import yaml
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.strategies import DDPStrategy
 
-from data.datamodule import FaceDataModule
-from gan.checkpointing import ImageCheckpoint
-from gan.fid import FIDCallback
-from gan.module import DeepPrivacyGAN
+from gan.checkpoint import KEY
+from gan.training.callbacks import FIDCallback, SampleGrids
+from gan.training.checkpointing import ImageCheckpoint
+from gan.training.datamodule import FaceDataModule
+from gan.training.module import DeepPrivacyGAN
 
 TRAINER_DEFAULTS = {
     "max_epochs": 1,  # one pass over the schedule; the scheduled loader ends at schedule.total_images
@@ -23,18 +25,39 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names its key."""
 
 
+class RunConfig(SaveConfigCallback):
+    """Lightning's config.yaml in the log folder, and the same resolved configuration (plain YAML data,
+    so ``torch.load(weights_only=True)`` reads it) in every checkpoint."""
+
+    @property
+    def run_config(self) -> dict:
+        return yaml.safe_load(self.parser.dump(self.config))
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint.setdefault(KEY, {})["config"] = self.run_config
+
+
 class SafeFakesCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ImageCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FIDCallback, "fid")
+        parser.add_lightning_class_args(SampleGrids, "samples")
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="checkpoint to resume from, or 'last' for the newest of this run (if any)")
         parser.add_argument("--export_onnx", type=bool, default=True,
                             help="write generator.onnx next to the safetensors export at the end of training")
 
+    def _callback(self, kind: type):
+        return next(c for c in self.trainer.callbacks if isinstance(c, kind))
+
     @property
     def image_checkpoint(self) -> ImageCheckpoint:
-        return next(c for c in self.trainer.callbacks if isinstance(c, ImageCheckpoint))
+        return self._callback(ImageCheckpoint)
+
+    @property
+    def run_config(self) -> dict:
+        """The resolved configuration as plain data (stored in checkpoints and exports)."""
+        return self._callback(RunConfig).run_config
 
 
 def validate_run(cli: SafeFakesCLI) -> None:
@@ -59,8 +82,9 @@ def validate_run(cli: SafeFakesCLI) -> None:
         )
     if trainer._accelerator_connector.use_distributed_sampler:
         raise ConfigError("trainer.use_distributed_sampler must be false: the scheduled batch sampler shards batches")
-    if data.num_val < model.hparams.num_samples:
-        raise ConfigError(f"data.num_val ({data.num_val}) must be >= model.num_samples ({model.hparams.num_samples})")
+    samples = cli._callback(SampleGrids)
+    if samples.every_images and data.num_val < samples.num:
+        raise ConfigError(f"data.num_val ({data.num_val}) must be >= samples.num ({samples.num})")
 
 
 def resolve_ckpt_path(cli: SafeFakesCLI) -> str | None:
@@ -86,6 +110,7 @@ def build_cli(args: list[str] | None = None) -> SafeFakesCLI:
         run=False,
         args=args,
         trainer_defaults=TRAINER_DEFAULTS,
+        save_config_callback=RunConfig,
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
     )

@@ -13,13 +13,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.augment import FaceAugment
-from data.conditioning import to_float_image
 from data.fdf import Split
-from data.prepared import FaceBatch, collate
-from data.record import DataError, FaceRecord
+from data.record import DataError, FaceBatch, FaceRecord, collate, to_float_image
 from data.sources import open_dataset
-from gan.schedule import Schedule
-from gan.seeding import step_seed
+from gan.seeding import epoch_generator, step_seed
+from gan.training.schedule import Schedule
 
 
 class ScheduledBatchSampler(Sampler[list[int]]):
@@ -49,8 +47,7 @@ class ScheduledBatchSampler(Sampler[list[int]]):
         self.seed = seed
 
     def _permutation(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.dataset_size, generator=generator)
+        return torch.randperm(self.dataset_size, generator=epoch_generator(self.seed, epoch))
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch_cached, permutation = -1, None  # positions only grow: one epoch's permutation at a time

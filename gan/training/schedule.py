@@ -7,7 +7,7 @@ stabilises over ``stabilize_images``; the last resolution trains on until ``tota
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gan.channels import resolutions_up_to
+from gan.channels import LATENT_RESOLUTION, resolutions_up_to
 
 PAPER_BATCH_SIZES = {8: 256, 16: 256, 32: 128, 64: 96, 128: 64}
 
@@ -44,8 +44,8 @@ class Schedule:
     total_images: int = 12_000_000
 
     def __post_init__(self) -> None:
-        if self.start_resolution < 8:
-            raise ValueError(f"schedule.start_resolution must be >= 8, got {self.start_resolution}")
+        if self.start_resolution < 2 * LATENT_RESOLUTION:
+            raise ValueError(f"schedule.start_resolution must be >= {2 * LATENT_RESOLUTION}, got {self.start_resolution}")
         try:
             resolutions = resolutions_up_to(self.max_resolution, min_resolution=self.start_resolution)
         except ValueError as error:
@@ -84,3 +84,45 @@ class Schedule:
         start, resolution, phase = next(p for p in reversed(self.phases) if p[0] <= images_seen)
         alpha = min((images_seen - start) / self.fade_images, 1.0) if phase == "fade" else 1.0
         return Stage(resolution, alpha, self.batch_sizes[resolution], phase, start)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """What one training step did to progress: the images seen before and after it.
+
+    The one place that answers "did this step cross a multiple of N images / a growth / the end?";
+    callbacks ask it instead of comparing counters themselves.
+    """
+
+    schedule: Schedule
+    before: int
+    after: int
+
+    @property
+    def stage(self) -> Stage:
+        """The stage the step trained (its batch started at ``before``)."""
+        return self.schedule.stage_at(self.before)
+
+    @property
+    def batch_size(self) -> int:
+        return self.after - self.before
+
+    def crossed(self, every_images: int) -> bool:
+        """True when the step passed a multiple of ``every_images`` (never for 0)."""
+        return every_images > 0 and self.after // every_images != self.before // every_images
+
+    @property
+    def grew(self) -> bool:
+        """The next step trains a new resolution."""
+        return self.schedule.stage_at(self.after).resolution != self.stage.resolution
+
+    @property
+    def stabilization_ended(self) -> bool:
+        """The step was the last of a stabilisation phase (alpha = 1, just before a growth)."""
+        last = self.stage
+        return last.phase == "stabilize" and self.schedule.stage_at(self.after).phase_start != last.phase_start
+
+    @property
+    def finished(self) -> bool:
+        """The schedule is complete after this step."""
+        return self.after >= self.schedule.total_images

@@ -1,7 +1,8 @@
-"""Conditioning at a stage resolution, batched on the device (DeepPrivacy, ISVC 2019).
+"""What the networks are given: a batch conditioned at a stage resolution, on the device (DeepPrivacy, ISVC 2019).
 
-From 128 px images: area-downsample to the stage resolution, fade with the half resolution while
+From face crops in [-1, 1]: area-downsample to the stage resolution, fade with the half resolution while
 alpha < 1 (as the networks fade their paths), build the mask from the face box, and blank the box.
+Training, FID, sample grids and the anonymizer all condition through ``condition_batch``.
 """
 
 from dataclasses import dataclass
@@ -24,14 +25,6 @@ class Conditioned:
     condition: torch.Tensor
     mask: torch.Tensor
     keypoints: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.image.shape[0]
-
-
-def to_float_image(image: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` uint8 -> float32 in [-1, 1]."""
-    return image.float().mul_(1 / 127.5).sub_(1.0)
 
 
 def box_mask(box: torch.Tensor, resolution: int) -> torch.Tensor:
