@@ -16,6 +16,7 @@ import torch
 from data.keypoints import ABSENT, NUM_KEYPOINTS
 from data.record import DataError
 
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # face-alignment's weights and the names under which torch.hub caches them.
 FACE_ALIGNMENT_WEIGHTS = {
     "s3fd-619a316812.pth": "face detector (S3FD)",

@@ -19,12 +19,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from data.crop import crop_face, crop_window
-from data.detections import FaceAlignmentDetector, load_detections
+from data.detections import PHOTO_SUFFIXES, FaceAlignmentDetector, load_detections
 from data.prepared import write_prepared
 from data.record import DataError, make_record
-
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
 
 def photo_records(images: Path, photos: list[Path], faces_of, min_size: int, progress: bool = True):
     """Yield a ``FaceRecord`` per usable face and a ``DataError`` per photo or face left out."""

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from data.crop import crop_face, crop_window
 from data.detections import FaceAlignmentDetector, load_detections, no_keypoints
 from data.keypoints import NUM_KEYPOINTS
+from data.obscure import blur, pixel_box
 from data.record import DataError, to_float_image, to_uint8_image
 from gan.conditioning import condition_batch
 from gan.export import ExportedGenerator, OnnxGenerator, load_generator, load_onnx_generator
@@ -75,33 +76,21 @@ class Anonymizer:
         report = Report()
         jobs = []
         for i, (box, points) in enumerate(zip(boxes, keypoints)):
-            pixel_box = self._pixel_box(box, width, height)
-            if pixel_box is None:
+            pixels = pixel_box(box, width, height)
+            if pixels is None:
                 continue  # the box lies outside the photo: no pixel of a face to replace
             if self.blur_below and max(box[2] - box[0], box[3] - box[1]) < self.blur_below:
-                self._blur(out, image, pixel_box)
+                x0, y0, x1, y1 = pixels
+                out[y0:y1, x0:x1] = blur(image, pixels, sigma_fraction=1 / 4)[y0:y1, x0:x1]
                 report.blurred += 1
                 continue
             present = np.isfinite(points).all(axis=1) & (points >= 0).all(axis=1)
             report.generated += 1
             report.generated_without_keypoints += int(not present.any())
-            jobs.append((box, points, pixel_box, i))
+            jobs.append((box, points, pixels, i))
         for start in range(0, len(jobs), self.batch_size):
             self._generate(image, out, jobs[start : start + self.batch_size])
         return out, report
-
-    @staticmethod
-    def _pixel_box(box, width: int, height: int):
-        x0, y0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
-        x1, y1 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
-        return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
-
-    @staticmethod
-    def _blur(out: np.ndarray, image: np.ndarray, pixel_box) -> None:
-        x0, y0, x1, y1 = pixel_box
-        region = Image.fromarray(image[y0:y1, x0:x1])
-        radius = max(2, max(x1 - x0, y1 - y0) // 4)
-        out[y0:y1, x0:x1] = np.asarray(region.filter(ImageFilter.GaussianBlur(radius)))
 
     @torch.no_grad()
     def _generate(self, image: np.ndarray, out: np.ndarray, jobs) -> None:
@@ -119,11 +108,11 @@ class Anonymizer:
         z = torch.zeros(shape) if self.seed is None else fixed_latents(shape, self.seed + jobs[0][3])
         fake = self.generator(conditioned.condition, conditioned.mask, conditioned.keypoints, z.to(self.device))
         faces = to_uint8_image(fake).permute(0, 2, 3, 1).cpu().numpy()
-        for face, window, (_, _, pixel_box, _) in zip(faces, windows, jobs):
+        for face, window, (_, _, pixels, _) in zip(faces, windows, jobs):
             wx0, wy0, wx1, wy1 = (int(v) for v in window)
             side = wx1 - wx0
             resized = np.asarray(Image.fromarray(face).resize((side, side), Image.Resampling.BICUBIC))
-            x0, y0, x1, y1 = pixel_box
+            x0, y0, x1, y1 = pixels
             out[y0:y1, x0:x1] = resized[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
 
 

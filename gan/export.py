@@ -43,6 +43,7 @@ class ExportedGenerator(nn.Module):
         super().__init__()
         self.generator = generator
         self.resolution = generator.max_resolution
+        self.latent_shape = generator.latent_shape
 
     def forward(self, condition: torch.Tensor, mask: torch.Tensor, keypoints: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.generator(condition, mask, keypoints, z, resolution=self.resolution, alpha=1.0)

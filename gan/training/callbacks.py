@@ -1,8 +1,8 @@
-"""What training shows of the EMA generator on the fixed validation faces: FID and sample grids.
+"""What training shows of the EMA generator on the fixed validation faces: FID, privacy/utility and sample grids.
 
-Both run every N images (``StepProgress.crossed``) at the stage of the step just trained; FID also at
-the end of every stabilisation phase. The FID extractor lives in its callback, never in the
-LightningModule, so checkpoints do not carry it.
+Each runs every N images (``StepProgress``) at the stage of the step just trained; FID and the privacy
+measurement also at the end of every stabilisation phase. Their models (FID extractor, dlib) live in the
+callbacks, never in the LightningModule, so checkpoints do not carry them.
 """
 
 import time
@@ -10,11 +10,13 @@ import time
 import pytorch_lightning as pl
 import torch
 
+from data.face_analysis import FaceAnalyzer
 from data.record import FaceBatch, to_float_image
 from gan.conditioning import condition_batch
 from gan.features import build_extractor
 from gan.fid import FIDEvaluator
 from gan.grid import make_grid
+from gan.privacy import Reference, Tally, compare, control, generate_in_crops, references
 from gan.seeding import fixed_latents
 
 
@@ -47,9 +49,7 @@ class FIDCallback(pl.Callback):
 
     def due(self, progress) -> bool:
         """Whether the step that made ``progress`` (a ``StepProgress``) is followed by an evaluation."""
-        if progress.crossed(self.every_images):
-            return True
-        return self.at_phase_end and (progress.finished or progress.stabilization_ended)
+        return progress.evaluation_due(self.every_images, self.at_phase_end)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.evaluator is None or not self.due(pl_module.progress):
@@ -116,3 +116,88 @@ class SampleGrids(pl.Callback):
         for logger in trainer.loggers:
             if hasattr(logger.experiment, "add_image"):
                 logger.experiment.add_image(self.TAG, grid, progress.after)
+
+
+class PrivacyCallback(pl.Callback):
+    """Does the EMA generator anonymise, and does the face stay useful? (``gan.privacy``, measured with dlib.)
+
+    On the first ``num`` fixed validation faces, the generated face (z = 0, the anonymizer's default) is pasted
+    into each crop and compared with the original: ``metrics/privacy/reid_rate``,
+    ``metrics/privacy/identity_distance``, ``metrics/utility/detection_rate`` (and ``..._vs_original``),
+    ``metrics/utility/landmark_error``. Under DDP each rank measures a share and the counts are summed.
+    The originals' side (descriptors, detections, landmarks) is measured once and kept.
+
+    Args:
+        num: faces measured (0 turns the measurement off); needs ``data.num_val >= num``.
+        every_images: measure every this many images (0: only at the end of stabilisation phases).
+        at_phase_end: also measure when a stabilisation phase ends and at the end of training.
+        min_resolution: measure only from this resolution on (small faces are blobs to a face detector).
+        mmod: detect with dlib's MMOD CNN detector instead of HOG.
+    """
+
+    def __init__(self, num: int = 0, every_images: int = 1_000_000, at_phase_end: bool = True,
+                 min_resolution: int = 64, mmod: bool = False) -> None:
+        if num < 0 or every_images < 0:
+            raise ValueError("privacy.num and privacy.every_images must be >= 0")
+        self.num, self.every_images, self.at_phase_end, self.min_resolution = num, every_images, at_phase_end, min_resolution
+        self.analyzer = FaceAnalyzer(mmod) if num else None  # fails at start-up, naming the pip command
+        self.faces: FaceBatch | None = None
+        self.references: list[list[Reference]] | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.num:
+            faces = trainer.datamodule.fixed_batch(self.num)
+            mine = torch.arange(len(faces))[trainer.global_rank :: trainer.world_size]  # this rank's share
+            self.faces = FaceBatch(faces.image[mine], faces.box[mine], faces.keypoints[mine], faces.index[mine])
+
+    def measure(self, generator, resolution: int, alpha: float, device) -> Tally:
+        """This rank's share of the faces, anonymised by ``generator`` at (resolution, alpha), measured."""
+        faces = self.faces
+        size = faces.image.shape[-1]
+        crops, box, keypoints = faces.image.to(device), faces.box.to(device), faces.keypoints.to(device)
+        z = torch.zeros(len(faces), *generator.latent_shape, device=device)
+
+        def generate(condition, mask, points, latents):
+            return generator(condition, mask, points, latents, resolution=resolution, alpha=alpha)
+
+        generated = generate_in_crops(generate, resolution, crops, box, keypoints, z, alpha)
+        originals = faces.image.permute(0, 2, 3, 1).numpy()
+        if self.references is None:
+            self.references = [references(self.analyzer, image, [b * size]) for image, b in
+                               zip(originals, faces.box.numpy())]
+        tally = Tally()
+        for refs, image in zip(self.references, generated.permute(0, 2, 3, 1).cpu().numpy()):
+            tally += compare(self.analyzer, refs, image)
+        return tally
+
+    @property
+    def control(self) -> Tally:
+        """The originals measured against themselves (detections of the originals, this rank's share)."""
+        total = Tally()
+        for refs in self.references:
+            total += control(refs)
+        return total
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        progress = pl_module.progress
+        stage = progress.stage
+        if not self.num or stage.resolution < self.min_resolution:
+            return
+        if not progress.evaluation_due(self.every_images, self.at_phase_end):
+            return
+        with trainer.precision_plugin.forward_context():
+            tally = self.measure(pl_module.G_ema, stage.resolution, stage.alpha, pl_module.device)
+        original = self.control
+        if trainer.world_size > 1:  # sum the counts of all ranks
+            both = torch.stack([tally.as_tensor(), original.as_tensor()]).to(pl_module.device)
+            both = trainer.strategy.reduce(both, reduce_op="sum").cpu()
+            tally, original = Tally.from_tensor(both[0]), Tally.from_tensor(both[1])
+        summary = tally.summary(original)
+        if trainer.is_global_zero:
+            tags = {"metrics/privacy/reid_rate": "reid_rate", "metrics/privacy/identity_distance": "identity_distance",
+                    "metrics/utility/detection_rate": "detection_rate",
+                    "metrics/utility/detection_rate_vs_original": "detection_rate_vs_original",
+                    "metrics/utility/landmark_error": "landmark_error"}
+            metrics = {tag: summary[key] for tag, key in tags.items() if summary.get(key) is not None}
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=progress.after)

@@ -7,7 +7,7 @@ from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.strategies import DDPStrategy
 
 from gan.checkpoint import KEY
-from gan.training.callbacks import FIDCallback, SampleGrids
+from gan.training.callbacks import FIDCallback, PrivacyCallback, SampleGrids
 from gan.training.checkpointing import ImageCheckpoint
 from gan.training.datamodule import FaceDataModule
 from gan.training.module import DeepPrivacyGAN
@@ -42,6 +42,7 @@ class SafeFakesCLI(LightningCLI):
         parser.add_lightning_class_args(ImageCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FIDCallback, "fid")
         parser.add_lightning_class_args(SampleGrids, "samples")
+        parser.add_lightning_class_args(PrivacyCallback, "privacy")
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="checkpoint to resume from, or 'last' for the newest of this run (if any)")
         parser.add_argument("--export_onnx", type=bool, default=True,
@@ -82,9 +83,10 @@ def validate_run(cli: SafeFakesCLI) -> None:
         )
     if trainer._accelerator_connector.use_distributed_sampler:
         raise ConfigError("trainer.use_distributed_sampler must be false: the scheduled batch sampler shards batches")
-    samples = cli._callback(SampleGrids)
-    if samples.every_images and data.num_val < samples.num:
-        raise ConfigError(f"data.num_val ({data.num_val}) must be >= samples.num ({samples.num})")
+    samples, privacy = cli._callback(SampleGrids), cli._callback(PrivacyCallback)
+    for key, num, active in (("samples", samples.num, samples.every_images > 0), ("privacy", privacy.num, privacy.num > 0)):
+        if active and data.num_val < num:
+            raise ConfigError(f"data.num_val ({data.num_val}) must be >= {key}.num ({num})")
 
 
 def resolve_ckpt_path(cli: SafeFakesCLI) -> str | None:

@@ -126,3 +126,8 @@ class StepProgress:
     def finished(self) -> bool:
         """The schedule is complete after this step."""
         return self.after >= self.schedule.total_images
+
+    def evaluation_due(self, every_images: int, at_phase_end: bool) -> bool:
+        """An evaluation follows this step: every ``every_images`` images, and with ``at_phase_end`` also at the
+        end of every stabilisation phase and of training."""
+        return self.crossed(every_images) or (at_phase_end and (self.finished or self.stabilization_ended))
