@@ -4,6 +4,8 @@ Mirrors the generator's encoder: input ``concat(image, condition)``, the keypoin
 before every block, the same ``resolution`` / ``alpha`` selection of the active path.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -18,8 +20,8 @@ class DiscriminatorBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv1 = ConvAct(in_channels + NUM_KEYPOINTS, in_channels, 3, pixel_norm=False)
-        self.conv2 = ConvAct(in_channels, out_channels, 3, pixel_norm=False)
+        self.conv1 = ConvAct(in_channels + NUM_KEYPOINTS, in_channels, 3, pixel_norm_eps=None)
+        self.conv2 = ConvAct(in_channels, out_channels, 3, pixel_norm_eps=None)
 
     def forward(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         return downsample(self.conv2(self.conv1(torch.cat([x, maps], dim=1))))
@@ -28,13 +30,13 @@ class DiscriminatorBlock(nn.Module):
 class FinalBlock(nn.Module):
     """At 4x4: [minibatch stddev], concat keypoint maps, conv3x3, conv4x4 valid, linear -> 1 score."""
 
-    def __init__(self, channels: int, minibatch_std: bool) -> None:
+    def __init__(self, channels: int, minibatch_std: bool, output_gain: float = math.sqrt(2.0)) -> None:
         super().__init__()
         self.minibatch_std = MinibatchStdDev() if minibatch_std else None
         extra = NUM_KEYPOINTS + (1 if minibatch_std else 0)
-        self.conv1 = ConvAct(channels + extra, channels, 3, pixel_norm=False)
+        self.conv1 = ConvAct(channels + extra, channels, 3, pixel_norm_eps=None)
         self.conv2 = nn.Sequential(EqualizedConv2d(channels, channels, LATENT_RESOLUTION), nn.LeakyReLU(0.2))
-        self.linear = EqualizedLinear(channels, 1, gain=1.0)
+        self.linear = EqualizedLinear(channels, 1, gain=output_gain)
 
     def forward(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         if self.minibatch_std is not None:
@@ -50,16 +52,18 @@ class Discriminator(nn.Module):
         base_width: the generator's c; the critic uses ``floor(c * sqrt(2) / 8) * 8`` (720 for 512).
         max_resolution: the largest resolution built.
         minibatch_std: append ProGAN's minibatch-stddev channel at 4x4 (DeepPrivacy v1 did not).
+        output_gain: equalized-lr gain of the final linear layer (sqrt(2) in DeepPrivacy's 2019 critic).
     """
 
-    def __init__(self, base_width: int = 512, max_resolution: int = 128, minibatch_std: bool = False) -> None:
+    def __init__(self, base_width: int = 512, max_resolution: int = 128, minibatch_std: bool = False,
+                 output_gain: float = math.sqrt(2.0)) -> None:
         super().__init__()
-        self.base_width, self.max_resolution = base_width, max_resolution
+        self.base_width, self.max_resolution, self.output_gain = base_width, max_resolution, output_gain
         self.channels = ch = channel_table(discriminator_base_width(base_width), max_resolution)
         res = trained_resolutions(max_resolution)
-        self.from_rgb = per_resolution(lambda r: ConvAct(6, ch[r], 1, pixel_norm=False), [LATENT_RESOLUTION, *res])
+        self.from_rgb = per_resolution(lambda r: ConvAct(6, ch[r], 1, pixel_norm_eps=None), [LATENT_RESOLUTION, *res])
         self.blocks = per_resolution(lambda r: DiscriminatorBlock(ch[r], ch[r // 2]), res)
-        self.final = FinalBlock(ch[LATENT_RESOLUTION], minibatch_std)
+        self.final = FinalBlock(ch[LATENT_RESOLUTION], minibatch_std, output_gain)
 
     def forward(
         self,

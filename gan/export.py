@@ -27,7 +27,8 @@ from gan.checkpoint import ema_generator_from_checkpoint
 from gan.generator import Generator
 
 FORMAT = "safefakes-generator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the architecture records to_rgb_gain and pixel_norm_eps (version 1: 1.0 and 1e-8)
+READABLE_VERSIONS = (1, 2)
 INPUT_NAMES = ("condition", "mask", "keypoints", "z")
 
 
@@ -49,14 +50,15 @@ class ExportedGenerator(nn.Module):
         return self.generator(condition, mask, keypoints, z, resolution=self.resolution, alpha=1.0)
 
 
-def describe(generator: Generator, images_seen: int, config: dict | None) -> dict:
+def describe(generator: Generator, images_seen: int, config: dict | None, source: dict | None = None) -> dict:
     r = generator.max_resolution
     z = LATENT_RESOLUTION
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": {"class": "gan.generator.Generator", "base_width": generator.base_width,
-                         "max_resolution": r, "latent_channels": generator.latent_channels},
+                         "max_resolution": r, "latent_channels": generator.latent_channels,
+                         "to_rgb_gain": generator.to_rgb_gain, "pixel_norm_eps": generator.pixel_norm_eps},
         "resolution": r,
         "alpha": 1.0,
         "inputs": {
@@ -76,11 +78,12 @@ def describe(generator: Generator, images_seen: int, config: dict | None) -> dic
                          "the photo (padded if larger), resized to `resolution`", "expansion": EXPANSION},
         "images_seen": int(images_seen),
         "training_config": config,
+        "source": source or {"kind": "safefakes-training"},
     }
 
 
 def export(generator: Generator, out: str | Path, images_seen: int = 0, config: dict | None = None,
-           onnx: bool = True) -> Path:
+           onnx: bool = True, source: dict | None = None) -> Path:
     """Write generator.safetensors, generator.json and (optionally) generator.onnx into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +91,7 @@ def export(generator: Generator, out: str | Path, images_seen: int = 0, config: 
     weights = out / "generator.safetensors"
     save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, weights,
               metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    description = describe(generator, images_seen, config)
+    description = describe(generator, images_seen, config, source)
     description["sha256"] = sha256_file(weights)
     if onnx:
         export_onnx(ExportedGenerator(generator), out / "generator.onnx")
@@ -128,10 +131,10 @@ def read_description(folder: str | Path) -> dict:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as error:
         raise ExportError(f"{meta_path}: not valid JSON: {error}") from error
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
         found = (meta.get("format"), meta.get("format_version")) if isinstance(meta, dict) else (None, None)
         raise ExportError(f"{meta_path}: format {found[0]!r} version {found[1]!r}; "
-                          f"this SafeFakes reads {FORMAT!r} version {FORMAT_VERSION}")
+                          f"this SafeFakes reads {FORMAT!r} versions {READABLE_VERSIONS}")
     return meta
 
 
@@ -153,7 +156,10 @@ def load_generator(folder: str | Path) -> ExportedGenerator:
     meta = read_description(folder)
     weights = verified_file(folder, "generator.safetensors", meta.get("sha256"))
     arch = meta["architecture"]
-    generator = Generator(arch["base_width"], arch["max_resolution"], arch["latent_channels"])
+    if meta["format_version"] == 1:  # exported before the paper's to_rgb gain became the default
+        arch = {**arch, "to_rgb_gain": 1.0, "pixel_norm_eps": 1e-8}
+    generator = Generator(arch["base_width"], arch["max_resolution"], arch["latent_channels"], arch["to_rgb_gain"],
+                          arch["pixel_norm_eps"])
     state = load_file(weights)
     expected = set(generator.state_dict())
     missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)

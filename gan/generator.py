@@ -4,6 +4,8 @@ Every resolution's blocks are built in ``__init__``; ``forward(..., resolution=,
 the active path, so the parameter set never changes while the network grows.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -22,21 +24,18 @@ def mask_region(mask: torch.Tensor) -> torch.Tensor:
 class EncoderBlock(nn.Sequential):
     """conv3x3 in -> out, conv3x3 out -> out; its output is the U-Net skip, pooled afterwards."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(
-            ConvAct(in_channels, out_channels, 3, pixel_norm=True),
-            ConvAct(out_channels, out_channels, 3, pixel_norm=True),
-        )
+    def __init__(self, in_channels: int, out_channels: int, eps: float) -> None:
+        super().__init__(ConvAct(in_channels, out_channels, 3, eps), ConvAct(out_channels, out_channels, 3, eps))
 
 
 class DecoderBlock(nn.Module):
     """concat(x, skip, keypoint maps) -> conv1x1 -> conv3x3 -> conv3x3."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, eps: float) -> None:
         super().__init__()
-        self.fuse = ConvAct(in_channels + skip_channels + NUM_KEYPOINTS, in_channels, 1, pixel_norm=True)
-        self.conv1 = ConvAct(in_channels, out_channels, 3, pixel_norm=True)
-        self.conv2 = ConvAct(out_channels, out_channels, 3, pixel_norm=True)
+        self.fuse = ConvAct(in_channels + skip_channels + NUM_KEYPOINTS, in_channels, 1, eps)
+        self.conv1 = ConvAct(in_channels, out_channels, 3, eps)
+        self.conv2 = ConvAct(out_channels, out_channels, 3, eps)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(self.fuse(torch.cat([x, skip, maps], dim=1))))
@@ -45,11 +44,11 @@ class DecoderBlock(nn.Module):
 class Bottleneck(nn.Module):
     """At 4x4: 2 x conv3x3, concat(keypoint maps, z), conv1x1, 2 x conv3x3."""
 
-    def __init__(self, channels: int, latent_channels: int) -> None:
+    def __init__(self, channels: int, latent_channels: int, eps: float) -> None:
         super().__init__()
-        self.pre = nn.Sequential(ConvAct(channels, channels, 3, True), ConvAct(channels, channels, 3, True))
-        self.fuse = ConvAct(channels + NUM_KEYPOINTS + latent_channels, channels, 1, pixel_norm=True)
-        self.post = nn.Sequential(ConvAct(channels, channels, 3, True), ConvAct(channels, channels, 3, True))
+        self.pre = nn.Sequential(ConvAct(channels, channels, 3, eps), ConvAct(channels, channels, 3, eps))
+        self.fuse = ConvAct(channels + NUM_KEYPOINTS + latent_channels, channels, 1, eps)
+        self.post = nn.Sequential(ConvAct(channels, channels, 3, eps), ConvAct(channels, channels, 3, eps))
 
     def forward(self, x: torch.Tensor, maps: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.post(self.fuse(torch.cat([self.pre(x), maps, z], dim=1)))
@@ -62,19 +61,24 @@ class Generator(nn.Module):
         base_width: c, the width at 4..32 px (512 in the paper); see ``gan.channels.channel_table``.
         max_resolution: the largest resolution built (128 in the paper).
         latent_channels: channels of the spatial latent z of shape ``(latent_channels, 4, 4)``.
+        to_rgb_gain: equalized-lr gain of the to_rgb layers (sqrt(2) in DeepPrivacy, like every other conv).
+        pixel_norm_eps: PixelNorm's eps (1e-8 in DeepPrivacy 2019 and the paper, 1e-7 in its current code).
     """
 
-    def __init__(self, base_width: int = 512, max_resolution: int = 128, latent_channels: int = 32) -> None:
+    def __init__(self, base_width: int = 512, max_resolution: int = 128, latent_channels: int = 32,
+                 to_rgb_gain: float = math.sqrt(2.0), pixel_norm_eps: float = 1e-8) -> None:
         super().__init__()
         self.base_width, self.max_resolution, self.latent_channels = base_width, max_resolution, latent_channels
+        self.to_rgb_gain, self.pixel_norm_eps = to_rgb_gain, pixel_norm_eps
+        eps = pixel_norm_eps
         self.channels = ch = channel_table(base_width, max_resolution)
         res = trained_resolutions(max_resolution)
         rgb_res = [LATENT_RESOLUTION, *res]  # from_rgb / to_rgb also at 4 px: the old path while 8 px fades in
-        self.from_rgb = per_resolution(lambda r: ConvAct(3, ch[r], 1, pixel_norm=True), rgb_res)
-        self.encoder = per_resolution(lambda r: EncoderBlock(ch[r], ch[r // 2]), res)
-        self.bottleneck = Bottleneck(ch[LATENT_RESOLUTION], latent_channels)
-        self.decoder = per_resolution(lambda r: DecoderBlock(ch[r // 2], ch[r // 2], ch[r]), res)
-        self.to_rgb = per_resolution(lambda r: EqualizedConv2d(ch[r], 3, 1, gain=1.0), rgb_res)
+        self.from_rgb = per_resolution(lambda r: ConvAct(3, ch[r], 1, eps), rgb_res)
+        self.encoder = per_resolution(lambda r: EncoderBlock(ch[r], ch[r // 2], eps), res)
+        self.bottleneck = Bottleneck(ch[LATENT_RESOLUTION], latent_channels, eps)
+        self.decoder = per_resolution(lambda r: DecoderBlock(ch[r // 2], ch[r // 2], ch[r], eps), res)
+        self.to_rgb = per_resolution(lambda r: EqualizedConv2d(ch[r], 3, 1, gain=to_rgb_gain), rgb_res)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

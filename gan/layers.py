@@ -51,7 +51,8 @@ class EqualizedLinear(nn.Module):
 
 
 class PixelNorm(nn.Module):
-    """Normalise the feature vector of every pixel to unit mean square (eps 1e-8).
+    """Normalise the feature vector of every pixel to unit mean square (eps 1e-8 in DeepPrivacy 2019, 1e-7 in its
+    current code).
 
     The mean square is taken in fp32: in fp16, eps = 1e-8 rounds to 0 and an all-zero feature vector
     (the blanked face region) would give 0 * inf = NaN.
@@ -89,15 +90,15 @@ class MinibatchStdDev(nn.Module):
 
 
 class ConvAct(nn.Sequential):
-    """Equalized conv -> LeakyReLU(0.2) -> optional PixelNorm."""
+    """Equalized conv -> LeakyReLU(0.2) -> PixelNorm with ``pixel_norm_eps`` (None: no PixelNorm)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, pixel_norm: bool) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, pixel_norm_eps: float | None) -> None:
         layers: list[nn.Module] = [
             EqualizedConv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
             nn.LeakyReLU(0.2),
         ]
-        if pixel_norm:
-            layers.append(PixelNorm())
+        if pixel_norm_eps is not None:
+            layers.append(PixelNorm(pixel_norm_eps))
         super().__init__(*layers)
 
 

@@ -150,3 +150,32 @@ def test_anonymize_command(random_export, tmp_path, capsys):
     assert (tmp_path / "out" / "obama.jpg").is_file()
     assert anonymize_main(["--model", str(tmp_path / "nothing"), "--input", *photos, "--output", str(tmp_path)]) == 1
     assert "generator.json: missing" in capsys.readouterr().err
+
+
+def test_format_1_exports_load_with_their_constants(random_export, tmp_path):
+    """Format 1 exports predate the architecture's gain and eps fields: they were built with gain 1.0 and eps 1e-8."""
+    folder = tmp_path / "v1"
+    copy_export(random_export, folder)
+    meta = json.loads((folder / "generator.json").read_text())
+    meta["format_version"] = 1
+    for key in ("to_rgb_gain", "pixel_norm_eps"):
+        del meta["architecture"][key]
+    (folder / "generator.json").write_text(json.dumps(meta))
+    old, new = load_generator(folder), load_generator(random_export)
+    assert old.generator.to_rgb_gain == 1.0 and new.generator.to_rgb_gain == pytest.approx(2**0.5)
+    condition, mask, keypoints = face_batch(2, 32)
+    z = torch.randn(2, 32, 4, 4)
+    assert not torch.allclose(old(condition, mask, keypoints, z), new(condition, mask, keypoints, z))
+
+
+def test_a_changed_onnx_file_is_refused(random_export, tmp_path):
+    from gan.export import load_onnx_generator
+
+    folder = copy_export(random_export, tmp_path / "e")
+    onnx_bytes = bytearray((random_export / "generator.onnx").read_bytes())
+    (folder / "generator.onnx").write_bytes(bytes(onnx_bytes))
+    assert load_onnx_generator(folder).resolution == 32
+    onnx_bytes[-1] ^= 1
+    (folder / "generator.onnx").write_bytes(bytes(onnx_bytes))
+    with pytest.raises(ExportError, match=r"generator.onnx: sha256 .* does not match generator.json"):
+        load_onnx_generator(folder)

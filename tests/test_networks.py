@@ -168,12 +168,13 @@ def test_minibatch_std_option():
 
 
 
-# Outputs of the networks at a fixed seed, recorded before the package was reorganised: a change that
-# alters what G or D compute (an initialisation, a layer order, a constant) shows up here.
+# Outputs of the networks at a fixed seed: a change that alters what G or D compute (an initialisation, a
+# layer order, a constant) shows up here. Recorded with the paper's gains (sqrt(2) on to_rgb and on the critic's
+# output); with the gains of format 1 (1.0) every value was exactly these / sqrt(2).
 GOLDEN = {
-    (32, 1.0): ([-0.254699, -0.447573, 1.687836, -0.891555, -0.729655, 0.373674], [-0.133843, -0.108074]),
-    (32, 0.5): ([0.120195, -0.184622, 1.036509, -1.056969, -0.617315, 0.300847], [-0.133106, -0.079114]),
-    (16, 1.0): ([0.670608, -0.365114, -1.082307, 0.565827, -1.101061, -0.34113], [-0.132375, -0.083305]),
+    (32, 1.0): ([-0.360198, -0.632964, 2.386961, -1.260849, -1.031888, 0.528455], [-0.189283, -0.152839]),
+    (32, 0.5): ([0.169982, -0.261094, 1.465845, -1.494779, -0.873016, 0.425462], [-0.18824, -0.111885]),
+    (16, 1.0): ([0.948383, -0.51635, -1.530613, 0.800201, -1.557135, -0.482431], [-0.187207, -0.117811]),
 }
 
 

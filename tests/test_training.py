@@ -151,3 +151,22 @@ def test_fp16_with_a_grad_scaler_trains_and_counts_its_skips(tmp_path, tiny_conf
     # Every skip halves the scale from 65536; PixelNorm's 1/sqrt(eps) gradient on the blank face region
     # overflows fp16 until the scale is near 1. The skips are counted and training goes on.
     assert 0 < skipped < 36 and scale == 65536 * 0.5**skipped
+
+
+def test_format_1_checkpoints_resume_only_with_their_constants(tmp_path, tiny_config, capsys):
+    """Format 1 was trained with gain 1.0 on to_rgb and the critic's output; the paper's sqrt(2) is the default now."""
+    config = tiny_config(tmp_path, total=24)
+    assert train.main(["--config", str(config), "--export_onnx", "false"]) == 0
+    checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
+    checkpoint["safefakes"]["format_version"] = 1
+    torch.save(checkpoint, tmp_path / "ckpt" / "last.ckpt")
+    more = tiny_config(tmp_path, total=40)
+    assert train.main(["--config", str(more), "--ckpt_path", "last", "--export_onnx", "false"]) == 2
+    err = capsys.readouterr().err
+    assert "format 1" in err and "--model.to_rgb_gain 1.0 --model.critic_output_gain 1.0" in err
+    assert train.main(["--config", str(more), "--ckpt_path", "last", "--export_onnx", "false",
+                       "--model.to_rgb_gain", "1.0", "--model.critic_output_gain", "1.0"]) == 0
+    from gan.checkpoint import ema_generator_from_checkpoint
+
+    generator, meta = ema_generator_from_checkpoint(tmp_path / "ckpt" / "images=00000000024.ckpt")
+    assert meta["format_version"] == 1 and generator.to_rgb_gain == 1.0  # evaluation/export use its constants

@@ -90,7 +90,7 @@ class SampleGrids(pl.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "fixed_batch"):
+        if self.every_images and datamodule is not None and hasattr(datamodule, "fixed_batch"):
             self.faces = datamodule.fixed_batch(self.num)
 
     @torch.no_grad()

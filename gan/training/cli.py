@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+import torch
 import yaml
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.strategies import DDPStrategy
 
-from gan.checkpoint import KEY
+from gan.checkpoint import KEY, check_initial_weights, check_resumable
 from gan.training.callbacks import FIDCallback, PrivacyCallback, SampleGrids
 from gan.training.checkpointing import ImageCheckpoint
 from gan.training.datamodule import FaceDataModule
@@ -83,6 +84,11 @@ def validate_run(cli: SafeFakesCLI) -> None:
         )
     if trainer._accelerator_connector.use_distributed_sampler:
         raise ConfigError("trainer.use_distributed_sampler must be false: the scheduled batch sampler shards batches")
+    if model.hparams.init_from:
+        try:
+            check_initial_weights(model, model.hparams.init_from)
+        except (ValueError, FileNotFoundError) as error:
+            raise ConfigError(f"model.init_from: {error}") from None
     samples, privacy = cli._callback(SampleGrids), cli._callback(PrivacyCallback)
     for key, num, active in (("samples", samples.num, samples.every_images > 0), ("privacy", privacy.num, privacy.num > 0)):
         if active and data.num_val < num:
@@ -90,7 +96,8 @@ def validate_run(cli: SafeFakesCLI) -> None:
 
 
 def resolve_ckpt_path(cli: SafeFakesCLI) -> str | None:
-    """'last' -> this run's last.ckpt if there is one (a fresh start otherwise); a path must exist."""
+    """'last' -> this run's last.ckpt if there is one (a fresh start otherwise); a path must exist and hold a
+    checkpoint that this model can resume (format and constants checked before any heavy work)."""
     path = cli.config.ckpt_path
     if path is None:
         return None
@@ -99,9 +106,13 @@ def resolve_ckpt_path(cli: SafeFakesCLI) -> str | None:
         if not last.is_file():
             print(f"ckpt_path=last: no {last} yet, starting from scratch")
             return None
-        return str(last)
+        path = str(last)
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path: no checkpoint file at {path}")
+    try:  # memory-mapped: only the metadata is read here
+        check_resumable(torch.load(path, map_location="cpu", weights_only=True, mmap=True), cli.model.hparams)
+    except ValueError as error:
+        raise ConfigError(f"ckpt_path {path}: {error}") from None
     return path
 
 

@@ -6,6 +6,7 @@ update the EMA generator, count the global batch into ``images_seen``. The sched
 of ``images_seen``; at every growth both Adam states are reset.
 """
 
+import math
 import time
 from dataclasses import asdict
 
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from data.record import FaceBatch
-from gan.checkpoint import KEY, check_metadata, checkpoint_metadata
+from gan.checkpoint import KEY, check_resumable, checkpoint_metadata, load_initial_weights
 from gan.conditioning import condition_batch
 from gan.discriminator import Discriminator
 from gan.ema import copy_weights, ema_beta, ema_update
@@ -38,6 +39,11 @@ class DeepPrivacyGAN(pl.LightningModule):
         base_width: c of the channel table (512 in the paper).
         latent_channels: channels of the spatial latent z (32 x 4 x 4).
         minibatch_std: ProGAN's minibatch-stddev channel in the critic (off in DeepPrivacy v1).
+        to_rgb_gain / critic_output_gain: equalized-lr gains of the generator's to_rgb layers and the critic's final
+            linear layer (sqrt(2) in DeepPrivacy, the paper's recipe; SafeFakes format-1 checkpoints used 1.0).
+        pixel_norm_eps: PixelNorm's eps (1e-8 in the paper's code; 1e-7 in DeepPrivacy's current code).
+        init_from: a weights file (``python -m gan.import_deepprivacy ... --training-checkpoint``) whose G, G_ema and
+            critic (if it holds one) start a fresh run; ignored when a run resumes from a checkpoint.
         schedule: growth schedule and global batch sizes, by images seen; its ``max_resolution`` is the
             largest resolution the networks are built for (128 in the paper).
         learning_rate / betas: Adam for both networks.
@@ -54,6 +60,10 @@ class DeepPrivacyGAN(pl.LightningModule):
         base_width: int = 512,
         latent_channels: int = 32,
         minibatch_std: bool = False,
+        to_rgb_gain: float = math.sqrt(2.0),
+        critic_output_gain: float = math.sqrt(2.0),
+        pixel_norm_eps: float = 1e-8,
+        init_from: str | None = None,
         schedule: Schedule = Schedule(),
         learning_rate: float = 0.00175,
         betas: tuple[float, float] = (0.0, 0.99),
@@ -69,9 +79,9 @@ class DeepPrivacyGAN(pl.LightningModule):
         self.hparams["schedule"] = asdict(schedule)
         self.automatic_optimization = False
         self.schedule = schedule
-        self.G = Generator(base_width, max_resolution, latent_channels)
-        self.D = Discriminator(base_width, max_resolution, minibatch_std)
-        self.G_ema = Generator(base_width, max_resolution, latent_channels).requires_grad_(False)
+        self.G = Generator(base_width, max_resolution, latent_channels, to_rgb_gain, pixel_norm_eps)
+        self.D = Discriminator(base_width, max_resolution, minibatch_std, critic_output_gain)
+        self.G_ema = Generator(base_width, max_resolution, latent_channels, to_rgb_gain, pixel_norm_eps).requires_grad_(False)
         copy_weights(self.G_ema, self.G)
         # Training state lives in buffers: checkpointed, and carried back from spawned processes.
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))
@@ -200,4 +210,9 @@ class DeepPrivacyGAN(pl.LightningModule):
         checkpoint[KEY] = checkpoint_metadata(int(self.images_seen), vars(self.stage), config)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        check_metadata(checkpoint, "the checkpoint to resume from")
+        check_resumable(checkpoint, self.hparams)
+
+    def on_fit_start(self) -> None:
+        """A fresh run with ``init_from`` starts from the weights in that file."""
+        if self.hparams.init_from and int(self.images_seen) == 0:
+            load_initial_weights(self, self.hparams.init_from)
