@@ -7,7 +7,12 @@ For each resolution (alpha = 1) it measures, in one run:
   generator step, EMA) and of the same step through Lightning's Trainer (DeepPrivacyGAN + FaceDataModule);
 - FLOP per training image (torch.utils.flop_counter, a multiply-add = 2 FLOP), and for the paper model;
 - achieved FLOP/s divided by the FLOP/s of a plain 3x3 conv (forward + backward) of the model's width
-  measured on the same machine in the same run.
+  measured on the same machine in the same run;
+- with ``--options R``: the cost of each training-procedure option at resolution R, through Lightning, as the
+  ratio of images/s to the paper's procedure (the default), alternating the variants round by round.
+
+The bare loop is SafeFakes' cheaper procedure (composited critic input, the fake reused, no jitter), so the
+Lightning side of the Lightning/bare ratio runs with the same options.
 """
 
 import argparse
@@ -20,11 +25,10 @@ import torch
 
 from flops import count_flops
 
-from data.record import to_float_image
+from data.demo import build_demo
+from data.record import FaceBatch, to_float_image
 from gan.conditioning import condition_batch
 from gan.training.datamodule import FaceDataModule
-from data.demo import build_demo
-from data.record import FaceBatch
 from gan.ema import ema_beta, ema_update
 from gan.losses import epsilon_penalty, generator_loss, gradient_penalty, wgan_d_loss
 from gan.training.module import DeepPrivacyGAN
@@ -33,7 +37,7 @@ from gan.training.schedule import Schedule
 
 def bare_step(model: DeepPrivacyGAN, opt_g, opt_d, batch, resolution: int) -> None:
     x = condition_batch(to_float_image(batch.image), batch.box, batch.keypoints, resolution)
-    z = torch.randn(len(x), *model.G.latent_shape)
+    z = torch.randn(len(x.image), *model.G.latent_shape)
     fake = model.G(x.condition, x.mask, x.keypoints, z, resolution=resolution)
 
     def critic(image):
@@ -51,7 +55,7 @@ def bare_step(model: DeepPrivacyGAN, opt_g, opt_d, batch, resolution: int) -> No
     loss_g.backward()
     opt_g.step()
     model.D.requires_grad_(True)
-    ema_update(model.G_ema, model.G, ema_beta(len(x), 10_000))
+    ema_update(model.G_ema, model.G, ema_beta(len(x.image), 10_000))
 
 
 def conv_flops_per_second(channels: int, resolution: int, batch: int, seconds: float = 2.0) -> float:
@@ -75,27 +79,56 @@ class Timer(pl.Callback):
         self.end = time.perf_counter()
 
 
-def measure(args, data: Path, resolution: int) -> dict:
-    stage_start = {8: 0}
+# The procedure the bare loop implements.
+BARE_EQUIVALENT = dict(critic_input="composited", generator_step="reuse", box_jitter=0.0, box_rounding="outward",
+                       nonfinite_step="skip")
+# Each option changed alone from the paper's procedure (the module's default).
+VARIANTS = {
+    "paper (default)": {},
+    "critic_input=composited": dict(critic_input="composited"),
+    "generator_step=reuse": dict(generator_step="reuse"),
+    "box_jitter=0": dict(box_jitter=0.0),
+    "box_rounding=outward": dict(box_rounding="outward"),
+    "nonfinite_step=skip": dict(nonfinite_step="skip"),
+    "all SafeFakes choices": BARE_EQUIVALENT,
+}
+
+
+def stage_start(args, resolution: int) -> tuple[Schedule, int]:
+    """A schedule that never grows, and the images seen at which it trains ``resolution`` at alpha = 1."""
     schedule = Schedule(8, args.max_resolution, fade_images=10**9, stabilize_images=10**9,
                         batch_sizes={r: args.batch for r in (8, 16, 32, 64, 128, 256) if r <= args.max_resolution})
-    for start, r, phase in schedule.phases:
-        if phase == "stabilize":
-            stage_start[r] = start
-    images = stage_start[resolution]
-    total = images + (args.steps + args.warmup) * args.batch
+    return schedule, next(start for start, r, phase in schedule.phases if r == resolution and phase == "stabilize")
 
-    def make_model() -> DeepPrivacyGAN:
-        torch.manual_seed(0)
-        sched = Schedule(8, args.max_resolution, 10**9, 10**9, schedule.batch_sizes, total_images=total)
-        model = DeepPrivacyGAN(args.base_width, schedule=sched)
-        model.images_seen.fill_(images)
-        model.resolution.fill_(resolution)
-        return model
 
+def build_model(args, resolution: int, **options) -> DeepPrivacyGAN:
+    """The module at ``resolution``, alpha = 1, for ``args.warmup + args.steps`` steps."""
+    schedule, images = stage_start(args, resolution)
+    torch.manual_seed(0)
+    sched = Schedule(8, args.max_resolution, 10**9, 10**9, schedule.batch_sizes,
+                     total_images=images + (args.steps + args.warmup) * args.batch)
+    model = DeepPrivacyGAN(args.base_width, schedule=sched, **options)
+    model.images_seen.fill_(images)
+    model.resolution.fill_(resolution)
+    return model
+
+
+def lightning_images_per_second(args, data: Path, resolution: int, **options) -> float:
+    """images/s of ``args.steps`` training steps through Lightning's Trainer (after ``args.warmup`` steps)."""
+    model = build_model(args, resolution, **options)
+    timer = Timer(args.warmup)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer])
+    trainer.fit(model, datamodule=FaceDataModule(str(data), num_val=16, num_workers=0, flip_probability=0.0))
+    return (timer.steps - timer.warmup) * args.batch / (timer.end - timer.start)
+
+
+def measure(args, data: Path, resolution: int) -> dict:
+    _, images = stage_start(args, resolution)
     datamodule = FaceDataModule(str(data), num_val=16, num_workers=0, flip_probability=0.0)
     # Bare PyTorch loop.
-    model = make_model()
+    model = build_model(args, resolution, **BARE_EQUIVALENT)
     opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=0.00175, betas=(0.0, 0.99)) for m in (model.G, model.D))
     loader = iter(datamodule.scheduled_loader(model.schedule, images))
     batches = [next(loader) for _ in range(args.warmup + args.steps)]
@@ -106,13 +139,7 @@ def measure(args, data: Path, resolution: int) -> dict:
     for batch in batches[args.warmup :]:
         bare_step(model, opt_g, opt_d, batch, resolution)
     bare = args.steps * args.batch / (time.perf_counter() - start)
-    # The same step through Lightning.
-    timer = Timer(args.warmup)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer])
-    trainer.fit(make_model(), datamodule=datamodule)
-    lightning = (timer.steps - timer.warmup) * args.batch / (timer.end - timer.start)
+    lightning = lightning_images_per_second(args, data, resolution, **BARE_EQUIVALENT)
     return {"bare": bare, "lightning": lightning, "flops": flops / args.batch}
 
 
@@ -134,10 +161,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="alternate bare and Lightning runs; best of each")
+    parser.add_argument("--options", type=int, metavar="R", help="only the cost of each procedure option at R px")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "demo"
         build_demo(data, variants_per_face=8)
+        if args.options:
+            print(f"CPU, {torch.get_num_threads()} threads, fp32; base width {args.base_width}, batch {args.batch}, "
+                  f"{args.options} px; best of {args.rounds} alternating rounds")
+            best = {name: 0.0 for name in VARIANTS}
+            for _ in range(args.rounds):
+                for name, options in VARIANTS.items():
+                    best[name] = max(best[name], lightning_images_per_second(args, data, args.options, **options))
+            print(f"| procedure | img/s | vs paper |\n|---|---|---|")
+            for name, value in best.items():
+                print(f"| {name} | {value:.1f} | {value / best['paper (default)']:.3f} |")
+            return
         conv = conv_flops_per_second(args.base_width, 32, args.batch)
         print(f"CPU, {torch.get_num_threads()} threads, fp32; base width {args.base_width}, batch {args.batch}")
         print(f"plain 3x3 conv {args.base_width}->{args.base_width} at 32 px, fwd+bwd: {conv / 1e9:.1f} GFLOP/s")

@@ -6,6 +6,7 @@ Training, FID, sample grids and the anonymizer all condition through ``condition
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,14 +28,36 @@ class Conditioned:
     keypoints: torch.Tensor
 
 
-def box_mask(box: torch.Tensor, resolution: int) -> torch.Tensor:
-    """``(B, 4)`` normalised xyxy boxes -> ``(B, 1, r, r)`` float mask, 1 on every pixel the box touches.
+Rounding = Literal["outward", "floor"]
 
-    The box is rounded outwards (floor of the start, ceil of the end) so no face pixel is left outside.
+
+def box_pixels(box: torch.Tensor, resolution: int, rounding: Rounding = "outward",
+               jitter: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, 4)`` normalised xyxy boxes -> (start, end) ``(B, 2)`` whole pixels at ``resolution``, end exclusive.
+
+    rounding: ``outward`` floors the start and ceils the end, so no face pixel is left outside (SafeFakes'
+        choice, and always the anonymizer's); ``floor`` floors both ends (DeepPrivacy's dataset rule: up to 1 px
+        smaller at 8-32 px).
+    jitter: ``(B,)`` factors s in [-p, p] (DeepPrivacy's training augmentation, p = 2 %): each side moves out by
+        ``trunc(s * side)`` whole pixels (in by that much for s < 0), keeping the centre; then clipped to the image.
     """
     pixels = box.float() * resolution
-    start = pixels[:, :2].floor()
-    end = pixels[:, 2:].ceil()
+    if rounding == "outward":
+        start, end = pixels[:, :2].floor(), pixels[:, 2:].ceil()
+    elif rounding == "floor":
+        start, end = pixels[:, :2].floor(), pixels[:, 2:].floor()
+    else:
+        raise ValueError(f"box rounding must be 'outward' or 'floor', got {rounding!r}")
+    if jitter is not None:
+        delta = (jitter.float().view(-1, 1) * (end - start)).trunc()
+        start, end = (start - delta).clamp(0, resolution), (end + delta).clamp(0, resolution)
+    return start, end
+
+
+def box_mask(box: torch.Tensor, resolution: int, rounding: Rounding = "outward",
+             jitter: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, 4)`` normalised xyxy boxes -> ``(B, 1, r, r)`` float mask, 1 on the box's pixels (see ``box_pixels``)."""
+    start, end = box_pixels(box, resolution, rounding, jitter)
     grid = torch.arange(resolution, device=box.device, dtype=torch.float32)
     inside_x = ((grid >= start[:, 0:1]) & (grid < end[:, 0:1])).float()  # (B, r)
     inside_y = ((grid >= start[:, 1:2]) & (grid < end[:, 1:2])).float()
@@ -49,10 +72,12 @@ def downsample_to(image: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def condition_batch(
-    image: torch.Tensor, box: torch.Tensor, keypoints: torch.Tensor, resolution: int, alpha: float = 1.0
+    image: torch.Tensor, box: torch.Tensor, keypoints: torch.Tensor, resolution: int, alpha: float = 1.0,
+    rounding: Rounding = "outward", jitter: torch.Tensor | None = None,
 ) -> Conditioned:
-    """``image`` ``(B, 3, S, S)`` float in [-1, 1] -> the ``Conditioned`` batch at ``resolution``."""
+    """``image`` ``(B, 3, S, S)`` float in [-1, 1] -> the ``Conditioned`` batch at ``resolution``; ``rounding`` and
+    ``jitter`` place the box (``box_pixels``)."""
     real = fade_image(downsample_to(image, resolution), alpha)
-    mask = box_mask(box, resolution).to(real.dtype)
+    mask = box_mask(box, resolution, rounding, jitter).to(real.dtype)
     condition = real * (1 - mask)  # real is finite (it comes from uint8), so the box becomes exactly 0
     return Conditioned(real, condition, mask, keypoints)

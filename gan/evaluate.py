@@ -29,7 +29,8 @@ from gan.fid import FIDEvaluator
 
 def evaluate(checkpoint: str, data: str, split: str = "val", num: int | None = None, extractor: str = "onet",
              weights_path: str | None = None, resolution: int | None = None, batch_size: int = 64,
-             device: str = "cpu", workers: int = 0, seed: int = 0, progress: bool = True) -> dict:
+             device: str = "cpu", workers: int = 0, seed: int = 0, progress: bool = True,
+             output: str = "composited") -> dict:
     generator, meta = ema_generator_from_checkpoint(checkpoint)
     generator.to(device)
     stage = meta["stage"]
@@ -42,11 +43,12 @@ def evaluate(checkpoint: str, data: str, split: str = "val", num: int | None = N
     loader = DataLoader(Subset(dataset, range(count)), batch_size=batch_size, num_workers=workers, collate_fn=collate)
     evaluator = FIDEvaluator(build_extractor(extractor, weights_path), extractor)
     report = {"checkpoint": str(checkpoint), "images_seen": meta["images_seen"], "data": str(data), "split": split,
-              "num_images": count, "resolution": resolution, "alpha": alpha, "extractor": extractor, "fid": {}}
+              "num_images": count, "resolution": resolution, "alpha": alpha, "extractor": extractor, "output": output,
+              "fid": {}}
     started = time.perf_counter()
     for z in ("zero", "random"):
         batches = tqdm(loader, desc=f"FID z={z}", disable=not progress)
-        report["fid"][f"z={z}"] = evaluator(generator, batches, resolution, alpha, z, seed, device)
+        report["fid"][f"z={z}"] = evaluator(generator, batches, resolution, alpha, z, seed, device, output)
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
 
@@ -64,12 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random latents")
+    parser.add_argument("--output", choices=["composited", "raw"], default="composited",
+                        help="raw: the whole generated crop (the paper's FID protocol, with --extractor inception)")
     parser.add_argument("--report", help="write the JSON report here (default: print only)")
     parser.add_argument("--tensorboard", help="also write the FIDs as TensorBoard scalars into this folder")
     args = parser.parse_args(argv)
     try:
         report = evaluate(args.checkpoint, args.data, args.split, args.num, args.extractor, args.weights_path,
-                          args.resolution, args.batch_size, args.device, args.workers, args.seed)
+                          args.resolution, args.batch_size, args.device, args.workers, args.seed, output=args.output)
     except (DataError, FileNotFoundError, ImportError, ValueError, pickle.UnpicklingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -53,9 +53,13 @@ class FIDEvaluator:
         z: str = "random",
         seed: int = 0,
         device: torch.device | str = "cpu",
+        output: str = "composited",
     ) -> float:
         """FID of ``generator`` on ``batches`` (uint8 faces) at ``resolution``; fakes at the stage's ``alpha``,
-        reals always at alpha = 1."""
+        reals always at alpha = 1. ``output``: ``composited`` (the face pasted into the real crop) or ``raw`` (the
+        whole generated crop: the paper's protocol, with z = 0)."""
+        if output not in ("composited", "raw"):
+            raise ValueError(f"output must be 'composited' or 'raw', got {output!r}")
         self.metric.to(device)
         need_real = self.real_resolution != resolution
         if need_real:
@@ -71,7 +75,7 @@ class FIDEvaluator:
                 self.metric.update(real, real=True)
             latents = sample_latents(generator, batch, z, seed, device)
             fake = generator(conditioned.condition, conditioned.mask, conditioned.keypoints, latents,
-                             resolution=resolution, alpha=alpha)
+                             resolution=resolution, alpha=alpha, composite=output == "composited")
             self.metric.update(fake.float(), real=False)
         self.real_resolution = resolution
         return float(self.metric.compute())

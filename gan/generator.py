@@ -93,6 +93,7 @@ class Generator(nn.Module):
         *,
         resolution: int,
         alpha: float = 1.0,
+        composite: bool = True,
     ) -> torch.Tensor:
         """Paint a face into the masked region.
 
@@ -104,9 +105,13 @@ class Generator(nn.Module):
             z: ``(B, latent_channels, 4, 4)``; drawn from N(0, 1) when None.
             resolution: r, the active resolution (a power of two in [8, max_resolution]).
             alpha: fade-in weight of resolution r (0 = the r/2 path only, 1 = the r layers only).
+            composite: paste the condition back outside the mask (inference, export). False gives the raw output,
+                the whole crop generated, as DeepPrivacy's critic sees it in training; it too never depends on
+                the pixels under the mask.
 
         Returns:
-            ``(B, 3, r, r)``: generated pixels inside the mask, exactly ``condition`` outside it.
+            ``(B, 3, r, r)``: generated pixels inside the mask and exactly ``condition`` outside it (raw output:
+            generated everywhere).
         """
         check_stage(resolution, alpha, self.max_resolution)
         if condition.shape[-2:] != (resolution, resolution):
@@ -146,4 +151,5 @@ class Generator(nn.Module):
         if alpha < 1:
             old = upsample(self.to_rgb[str(resolution // 2)](features))
             image = old if image is None else torch.lerp(old, image, alpha)
-        return torch.where(to_generate, image.to(condition.dtype), condition)
+        image = image.to(condition.dtype)
+        return torch.where(to_generate, image, condition) if composite else image

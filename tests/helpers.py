@@ -37,3 +37,40 @@ class PoisonCritic(pl.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         with torch.no_grad():
             pl_module.D.final.linear.weight[0, 0] = float("nan")
+
+
+class RecordCalls(pl.Callback):
+    """Keep (images_seen, positional arguments) of every call of ``pl_module.<network>`` (``G`` or ``D``)."""
+
+    calls: dict[str, list] = {}  # by network name: the callback object itself is rebuilt by the CLI
+
+    def __init__(self, network: str) -> None:
+        self.network = network
+        RecordCalls.calls[network] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        module = getattr(pl_module, self.network)
+        forward, record = module.forward, RecordCalls.calls[self.network]
+
+        def recorded(*args, **kwargs):
+            record.append((int(pl_module.images_seen), [a.detach().clone() for a in args if torch.is_tensor(a)], kwargs))
+            return forward(*args, **kwargs)
+
+        module.forward = recorded
+
+
+class PoisonOnce(pl.Callback):
+    """The critic's scores are NaN on its ``call``-th call (counting from 0), finite otherwise."""
+
+    def __init__(self, call: int) -> None:
+        self.call = call
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        forward, count = pl_module.D.forward, [0]
+
+        def poisoned(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            count[0] += 1
+            return out * float("nan") if count[0] - 1 == self.call else out
+
+        pl_module.D.forward = poisoned

@@ -64,6 +64,11 @@ def test_real_statistics_are_cached_per_resolution(faces):
     evaluator(generator, data, 8, alpha=1.0)  # a new resolution: reals again
     assert extractor.calls == 5 * len(data)
     assert evaluator(generator, data, 16, z="zero") != pytest.approx(first)
+    # The paper's protocol scores the raw output (the whole crop generated): farther from the real crops.
+    raw = evaluator(generator, data, 16, output="raw")
+    assert raw > first and evaluator(generator, data, 16, output="composited") == pytest.approx(first)
+    with pytest.raises(ValueError, match="output must be"):
+        evaluator(generator, data, 16, output="pasted")
 
 
 def _ddp_worker(rank, world, port, root, result_path):

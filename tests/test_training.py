@@ -66,7 +66,7 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, tiny_config):
     config = tiny_config(tmp_path, total=24, precision="bf16-mixed", callbacks=[
         {"class_path": "tests.helpers.PoisonCritic"},
         {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "w")}}])
-    assert train.main(["--config", str(config)]) == 0
+    assert train.main(["--config", str(config), "--model.nonfinite_step", "skip"]) == 0
     state = load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]
     assert int(state["skipped_steps"]) == 2 * 3  # 3 iterations of 8 images, D and G steps both skipped
     events = EventAccumulator(str(tmp_path / "run" / "logs")).Reload()

@@ -6,6 +6,7 @@ callbacks, never in the LightningModule, so checkpoints do not carry them.
 """
 
 import time
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -33,12 +34,16 @@ class FIDCallback(pl.Callback):
         at_phase_end: also evaluate when a stabilisation phase ends (alpha = 1, just before a growth) and at the end.
         z: ``random`` (fixed latents per validation batch) or ``zero``.
         seed: seed of the fixed latents.
+        output: ``composited`` (the generated face in the real crop) or ``raw`` (the whole generated crop). The
+            paper's protocol is extractor inception, z zero, output raw.
     """
 
     def __init__(self, extractor: str | None = "onet", weights_path: str | None = None, every_images: int = 1_000_000,
-                 at_phase_end: bool = True, z: str = "random", seed: int = 0) -> None:
+                 at_phase_end: bool = True, z: Literal["random", "zero"] = "random", seed: int = 0,
+                 output: Literal["composited", "raw"] = "composited") -> None:
         if every_images < 0:
             raise ValueError("fid.every_images must be >= 0")
+        self.output = output
         self.evaluator = FIDEvaluator(build_extractor(extractor, weights_path), extractor) if extractor else None
         self.every_images, self.at_phase_end, self.z, self.seed = every_images, at_phase_end, z, seed
         self.fid_seconds = 0.0
@@ -60,7 +65,7 @@ class FIDCallback(pl.Callback):
         shard = (b for i, b in enumerate(trainer.datamodule.val_dataloader()) if i % world == rank)
         with trainer.precision_plugin.forward_context():  # the training precision (bf16 autocast, ...)
             fid = self.evaluator(pl_module.G_ema, shard, stage.resolution, stage.alpha, self.z, self.seed,
-                                 pl_module.device)
+                                 pl_module.device, self.output)
         self.fid_seconds += time.perf_counter() - started
         if trainer.is_global_zero:  # straight to the loggers: self.log would keep it only on logging steps
             name = self.evaluator.name

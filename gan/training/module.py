@@ -4,11 +4,16 @@ Per step (Hukkelås et al., ISVC 2019): condition the batch at the stage's resol
 critic step with WGAN-GP (lambda 10) and epsilon drift (0.001), one generator step on the same batch,
 update the EMA generator, count the global batch into ``images_seen``. The schedule is a pure function
 of ``images_seen``; at every growth both Adam states are reset.
+
+The paper's procedure is the default; each point where SafeFakes can do otherwise is a named option
+(``critic_input``, ``generator_step``, ``box_jitter``, ``box_rounding``, ``nonfinite_step``).
 """
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -23,6 +28,9 @@ from gan.generator import Generator
 from gan.losses import epsilon_penalty, generator_loss, gradient_penalty, wgan_d_loss
 from gan.seeding import step_generator
 from gan.training.schedule import Schedule, Stage, StepProgress
+
+
+MAX_RETRIES = 8  # nonfinite_step="retry": then the step is dropped (the fp16 loss scale has fallen 2^8 by then)
 
 
 def grads_finite(parameters) -> bool:
@@ -42,6 +50,18 @@ class DeepPrivacyGAN(pl.LightningModule):
         to_rgb_gain / critic_output_gain: equalized-lr gains of the generator's to_rgb layers and the critic's final
             linear layer (sqrt(2) in DeepPrivacy, the paper's recipe; SafeFakes format-1 checkpoints used 1.0).
         pixel_norm_eps: PixelNorm's eps (1e-8 in the paper's code; 1e-7 in DeepPrivacy's current code).
+        critic_input: ``raw`` (the paper: the critic sees the generator's whole output, background included) or
+            ``composited`` (the real background around the generated box, as DeepPrivacy2 and most inpainting
+            GANs do); the gradient penalty interpolates what the critic sees.
+        generator_step: ``fresh`` (the paper: the generator step draws a new z and runs G again) or ``reuse`` (the
+            critic's fake and its z: one generator forward less per step, about 12 % of a step).
+        box_jitter: p of the paper's box augmentation: each side moves by trunc(s * side) pixels, s ~ U(-p, p)
+            per face, drawn from the step's seeded stream (0 turns it off).
+        box_rounding: ``floor`` (the paper's dataset rule: both box ends floored at r px) or ``outward`` (floor
+            the start, ceil the end: no face pixel outside the box; up to 1 px larger at 8-32 px).
+        nonfinite_step: ``retry`` (the paper's apex fp16: a step with non-finite gradients runs again on the
+            same batch, at most ``MAX_RETRIES`` times; its images are counted once) or ``skip`` (the step is
+            dropped, its images still counted).
         init_from: a weights file (``python -m gan.import_deepprivacy ... --training-checkpoint``) whose G, G_ema and
             critic (if it holds one) start a fresh run; ignored when a run resumes from a checkpoint.
         schedule: growth schedule and global batch sizes, by images seen; its ``max_resolution`` is the
@@ -63,6 +83,11 @@ class DeepPrivacyGAN(pl.LightningModule):
         to_rgb_gain: float = math.sqrt(2.0),
         critic_output_gain: float = math.sqrt(2.0),
         pixel_norm_eps: float = 1e-8,
+        critic_input: Literal["raw", "composited"] = "raw",
+        generator_step: Literal["fresh", "reuse"] = "fresh",
+        box_jitter: float = 0.02,
+        box_rounding: Literal["floor", "outward"] = "floor",
+        nonfinite_step: Literal["retry", "skip"] = "retry",
         init_from: str | None = None,
         schedule: Schedule = Schedule(),
         learning_rate: float = 0.00175,
@@ -73,6 +98,8 @@ class DeepPrivacyGAN(pl.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if not 0 <= box_jitter < 0.5:
+            raise ValueError(f"model.box_jitter must lie in [0, 0.5), got {box_jitter}")
         max_resolution = schedule.max_resolution
         # Plain values only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["schedule"])
@@ -86,7 +113,8 @@ class DeepPrivacyGAN(pl.LightningModule):
         # Training state lives in buffers: checkpointed, and carried back from spawned processes.
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))
         self.register_buffer("resolution", torch.zeros((), dtype=torch.int64))  # 0 until the first step
-        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.int64))  # optimizer steps dropped
+        self.register_buffer("retried_steps", torch.zeros((), dtype=torch.int64))  # batches run again
         self.progress: StepProgress | None = None
         self._last_step_time: float | None = None
 
@@ -123,8 +151,8 @@ class DeepPrivacyGAN(pl.LightningModule):
     def _grad_scale(self) -> float:
         return float(self._scaler.get_scale()) if self._scaler is not None else 1.0
 
-    def _step(self, optimizer, module: nn.Module) -> None:
-        """Apply a gradient step unless the gradients are not finite; skips are counted."""
+    def _step(self, optimizer, module: nn.Module) -> bool:
+        """Apply a gradient step unless the gradients are not finite (counted); True if it was applied."""
         scaler = self._scaler
         if scaler is not None:  # fp16: the GradScaler skips the step and lowers its scale
             before = scaler.get_scale()
@@ -137,6 +165,7 @@ class DeepPrivacyGAN(pl.LightningModule):
         if skipped:
             self.skipped_steps += 1
         optimizer.zero_grad(set_to_none=True)
+        return not skipped
 
     def training_step(self, batch: FaceBatch, batch_idx: int) -> None:
         stage = self.stage
@@ -148,50 +177,86 @@ class DeepPrivacyGAN(pl.LightningModule):
             )
         if stage.resolution != int(self.resolution):
             self._grow(stage.resolution)
-        r, alpha = stage.resolution, stage.alpha
-        conditioned = condition_batch(batch.image, batch.box, batch.keypoints, r, alpha)
-        opt_g, opt_d = self.optimizers()
-        rng = step_generator(self.hparams.seed, int(self.images_seen), self.global_rank, self.device)
+        h = self.hparams
+        # Every random draw of the step, from one stream seeded by (seed, images_seen, rank).
+        rng = step_generator(h.seed, int(self.images_seen), self.global_rank, self.device)
         z = torch.randn(len(batch), *self.G.latent_shape, device=self.device, generator=rng)
         epsilon = torch.rand(len(batch), 1, 1, 1, device=self.device, generator=rng)
-        fake = self.G(conditioned.condition, conditioned.mask, conditioned.keypoints, z, resolution=r, alpha=alpha)
+        jitter = None
+        if h.box_jitter:
+            jitter = (torch.rand(len(batch), device=self.device, generator=rng) * 2 - 1) * h.box_jitter
+        z_generator = None
+        if h.generator_step == "fresh":
+            z_generator = torch.randn(len(batch), *self.G.latent_shape, device=self.device, generator=rng)
+        conditioned = condition_batch(batch.image, batch.box, batch.keypoints, stage.resolution, stage.alpha,
+                                      h.box_rounding, jitter)
+        attempts = 1 + (MAX_RETRIES if h.nonfinite_step == "retry" else 0)
+        for attempt in range(attempts):
+            retry_left = attempt + 1 < attempts
+            losses, fake, critic_applied = self._critic_step(conditioned, z, epsilon, stage)
+            if not critic_applied and retry_left:
+                self.retried_steps += 1
+                continue
+            losses["loss/G"], generator_applied = self._generator_step(conditioned, fake, z_generator, stage)
+            if not generator_applied and retry_left:
+                self.retried_steps += 1
+                continue
+            break
 
-        def critic(image: torch.Tensor) -> torch.Tensor:
-            return self.D(image, conditioned.condition, conditioned.keypoints, resolution=r, alpha=alpha)
-
-        # Critic step.
-        self.toggle_optimizer(opt_d)
-        real_scores, fake_scores = critic(conditioned.image), critic(fake.detach())
-        loss_wgan = wgan_d_loss(real_scores, fake_scores)
-        loss_gp = gradient_penalty(critic, conditioned.image, fake.detach(), epsilon, scale=self._grad_scale())
-        loss_eps = epsilon_penalty(real_scores)
-        loss_d = loss_wgan + self.hparams.gp_weight * loss_gp + self.hparams.epsilon_weight * loss_eps
-        self.manual_backward(loss_d)
-        self._step(opt_d, self.D)
-        self.untoggle_optimizer(opt_d)
-
-        # Generator step on the same batch and the same fake, against the updated critic.
-        self.toggle_optimizer(opt_g)
-        loss_g = generator_loss(critic(fake))
-        self.manual_backward(loss_g)
-        self._step(opt_g, self.G)
-        self.untoggle_optimizer(opt_g)
-
-        ema_update(self.G_ema, self.G, ema_beta(stage.batch_size, self.hparams.ema_half_life_images))
+        ema_update(self.G_ema, self.G, ema_beta(stage.batch_size, h.ema_half_life_images))
         before = int(self.images_seen)
         self.images_seen += stage.batch_size
         self.progress = StepProgress(self.schedule, before, before + stage.batch_size)
 
         self.log_dict(
-            {"loss/D/wgan": loss_wgan, "loss/D/gp": loss_gp, "loss/D/epsilon": loss_eps, "loss/D/total": loss_d,
-             "loss/G": loss_g, "progress/skipped_steps": self.skipped_steps.float()},
+            {**losses, "progress/skipped_steps": self.skipped_steps.float(),
+             "progress/retried_steps": self.retried_steps.float()},
             on_step=True, batch_size=len(batch),
         )
         self.log_dict(
-            {"progress/resolution": float(r), "progress/alpha": float(alpha),
+            {"progress/resolution": float(stage.resolution), "progress/alpha": float(stage.alpha),
              "progress/images_seen": float(self.images_seen)},
             on_step=True, prog_bar=True, batch_size=len(batch),
         )
+
+    def _generate(self, conditioned, z: torch.Tensor, stage: Stage) -> torch.Tensor:
+        """G's output as the critic sees it (``critic_input``)."""
+        return self.G(conditioned.condition, conditioned.mask, conditioned.keypoints, z, resolution=stage.resolution,
+                      alpha=stage.alpha, composite=self.hparams.critic_input == "composited")
+
+    def _critic(self, image: torch.Tensor, conditioned, stage: Stage) -> torch.Tensor:
+        return self.D(image, conditioned.condition, conditioned.keypoints, resolution=stage.resolution, alpha=stage.alpha)
+
+    def _critic_step(self, conditioned, z, epsilon, stage: Stage) -> tuple[dict, torch.Tensor, bool]:
+        """WGAN-GP with epsilon drift. Returns (losses, the fake, whether the step was applied)."""
+        reuse = self.hparams.generator_step == "reuse"
+        with nullcontext() if reuse else torch.no_grad():  # a fresh G step needs no graph of this fake
+            fake = self._generate(conditioned, z, stage)
+        opt_g, opt_d = self.optimizers()
+        self.toggle_optimizer(opt_d)
+        real_scores, fake_scores = self._critic(conditioned.image, conditioned, stage), self._critic(fake.detach(), conditioned, stage)
+        loss_wgan = wgan_d_loss(real_scores, fake_scores)
+        loss_gp = gradient_penalty(lambda image: self._critic(image, conditioned, stage), conditioned.image,
+                                   fake.detach(), epsilon, scale=self._grad_scale())
+        loss_eps = epsilon_penalty(real_scores)
+        loss_d = loss_wgan + self.hparams.gp_weight * loss_gp + self.hparams.epsilon_weight * loss_eps
+        self.manual_backward(loss_d)
+        applied = self._step(opt_d, self.D)
+        self.untoggle_optimizer(opt_d)
+        losses = {"loss/D/wgan": loss_wgan, "loss/D/gp": loss_gp, "loss/D/epsilon": loss_eps, "loss/D/total": loss_d}
+        return losses, fake, applied
+
+    def _generator_step(self, conditioned, fake, z_generator, stage: Stage) -> tuple[torch.Tensor, bool]:
+        """-D(G(c)) against the updated critic: on the critic's fake (``reuse``) or a fresh sample."""
+        opt_g, _ = self.optimizers()
+        self.toggle_optimizer(opt_g)
+        if z_generator is not None:
+            fake = self._generate(conditioned, z_generator, stage)
+        loss_g = generator_loss(self._critic(fake, conditioned, stage))
+        self.manual_backward(loss_g)
+        applied = self._step(opt_g, self.G)
+        self.untoggle_optimizer(opt_g)
+        return loss_g, applied
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         now = time.perf_counter()
@@ -211,6 +276,8 @@ class DeepPrivacyGAN(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_resumable(checkpoint, self.hparams)
+        if checkpoint[KEY]["format_version"] == 1:  # format 1 had no retry counter
+            checkpoint["state_dict"].setdefault("retried_steps", torch.zeros((), dtype=torch.int64))
 
     def on_fit_start(self) -> None:
         """A fresh run with ``init_from`` starts from the weights in that file."""
