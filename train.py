@@ -6,16 +6,34 @@ its EMA generator is exported to ``<checkpoint.dirpath>/export`` when the schedu
 """
 
 import sys
+import time
+import warnings
 
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gan.export import export
-from gan.training.cli import ConfigError, build_cli, resolve_ckpt_path, validate_run
+from gan.training.callbacks import FIDCallback, PrivacyCallback
+from gan.training.cli import USAGE, ConfigError, build_cli, resolve_ckpt_path, validate_run
+from gan.training.progress import run_summary
+
+
+def quiet_third_party_warnings() -> None:
+    """Warnings a user cannot act on, each silenced narrowly (by message or by the module that raises it)."""
+    # Lightning's CLI calls jsonargparse APIs that jsonargparse has deprecated (Lightning's to update).
+    warnings.filterwarnings("ignore", message=r"(?s).*(was deprecated in v4|skip_none parameter|By default only one "
+                            r"JsonargparseDeprecationWarning)", module="pytorch_lightning.cli")
+    # Lightning's pytree helper uses a torch API that torch 2.13 deprecates.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def main(args: list[str] | None = None) -> int:
-    cli = build_cli(args)
+    if (sys.argv[1:] if args is None else args) == []:
+        print(USAGE, file=sys.stderr)
+        return 2
+    quiet_third_party_warnings()
+    started = time.perf_counter()
     try:
+        cli = build_cli(args)
         validate_run(cli)
         ckpt_path = resolve_ckpt_path(cli)
     except ConfigError as error:
@@ -30,7 +48,11 @@ def main(args: list[str] | None = None) -> int:
     if cli.model.training_finished and cli.trainer.is_global_zero:
         out = cli.image_checkpoint.dirpath / "export"
         export(cli.model.G_ema, out, int(cli.model.images_seen), cli.run_config, onnx=cli.config.export_onnx)
-        print(f"exported the EMA generator to {out}")
+        fid, privacy = cli._callback(FIDCallback), cli._callback(PrivacyCallback)
+        logger = cli.trainer.logger
+        print(run_summary(int(cli.model.images_seen), time.perf_counter() - started, fid.last,
+                          fid.evaluator.name if fid.evaluator else None, privacy.last,
+                          str(cli.image_checkpoint.last_path), str(out), getattr(logger, "log_dir", None)))
     return 0
 
 

@@ -11,7 +11,9 @@ Both check the format version and the sha256 that ``generator.json`` records for
 
 import argparse
 import json
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +91,13 @@ def export(generator: Generator, out: str | Path, images_seen: int = 0, config: 
     out.mkdir(parents=True, exist_ok=True)
     generator = generator.cpu().eval()
     weights = out / "generator.safetensors"
+    # One metadata entry: safetensors writes several in a random order, and a re-export must be byte-identical.
     save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, weights,
-              metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+              metadata={"format": f"{FORMAT} {FORMAT_VERSION}"})
     description = describe(generator, images_seen, config, source)
     description["sha256"] = sha256_file(weights)
     if onnx:
-        export_onnx(ExportedGenerator(generator), out / "generator.onnx")
+        export_onnx(ExportedGenerator(generator).eval(), out / "generator.onnx")
         description["onnx"] = {"file": "generator.onnx", "sha256": sha256_file(out / "generator.onnx"),
                                "inputs": list(INPUT_NAMES), "outputs": ["image"], "dynamic": ["batch"]}
     (out / "generator.json").write_text(json.dumps(description, indent=1) + "\n")
@@ -111,11 +114,21 @@ def export_onnx(model: ExportedGenerator, path: Path) -> None:
     example = (torch.zeros(2, 3, r, r), torch.zeros(2, 1, r, r), torch.zeros(2, NUM_KEYPOINTS, 2),
                torch.zeros(2, *model.generator.latent_shape))
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(
-        model, example, str(path), input_names=list(INPUT_NAMES), output_names=["image"],
-        dynamic_shapes={name: {0: batch} for name in INPUT_NAMES}, external_data=False, dynamo=True,
-        optimize=False, verbose=False,
-    )
+    # The exporter logs, at warning level, that it skips torchvision's operators: the generator uses none of them.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        # All four inputs share the batch dimension; the exporter says it names only one of them "batch".
+        warnings.filterwarnings("ignore", message=r"# The axis name: batch will not be used")
+        # torch.export's own pytree code calls an API that torch 2.13 deprecates.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        torch.onnx.export(
+            model, example, str(path), input_names=list(INPUT_NAMES), output_names=["image"],
+            dynamic_shapes={name: {0: batch} for name in INPUT_NAMES}, external_data=False, dynamo=True,
+            optimize=False, verbose=False,
+        )
+    registration.setLevel(level)
 
 
 class ExportError(ValueError):

@@ -53,7 +53,7 @@ def test_loader_delivers_batches_with_workers(demo):
     batches = list(itertools.islice(module.scheduled_loader(SCHEDULE), 12))
     assert [len(b) for b in batches[:6]] == [8, 8, 8, 8, 8, 6]
     assert batches[0].image.dtype == torch.uint8 and batches[0].image.shape == (8, 3, 128, 128)
-    val = list(module.val_dataloader())
+    val = list(module.validation_loader())
     assert [b.index.tolist() for b in val] == [[0, 1], [2, 3], [4]]
     fixed = module.fixed_batch(3)
     assert fixed.index.tolist() == [0, 1, 2] and torch.equal(fixed.image[:2], val[0].image)

@@ -20,11 +20,12 @@ def test_fid_is_logged_during_training(trained):
     runs, _ = trained
     events = EventAccumulator(str(runs["with"] / "run" / "logs"), size_guidance={"scalars": 0}).Reload()
     tags = events.Tags()["scalars"]
-    assert {"metrics/fid/onet", "metrics/fid/onet/8px", "metrics/fid/onet/16px", "metrics/fid/onet/32px",
-            "metrics/fid/images_seen", "perf/fid_share"} <= set(tags)
+    assert {"metrics/fid/onet/8px", "metrics/fid/onet/16px", "metrics/fid/onet/32px", "perf/fid_share"} <= set(tags)
+    assert "metrics/fid/onet" not in tags  # no curve that mixes resolutions
     # every 40 images (40, 80) and at the end of each stabilisation phase (16, 48) and of training (96)
-    assert [e.value for e in events.Scalars("metrics/fid/images_seen")] == [16, 40, 48, 80, 96]
-    assert all(e.value > 0 for e in events.Scalars("metrics/fid/onet"))
+    steps = {r: [e.step for e in events.Scalars(f"metrics/fid/onet/{r}px")] for r in (8, 16, 32)}
+    assert steps == {8: [16], 16: [40, 48], 32: [80, 96]}  # step = images seen
+    assert all(e.value > 0 for r in (8, 16, 32) for e in events.Scalars(f"metrics/fid/onet/{r}px"))
 
 
 def test_checkpoints_do_not_carry_the_extractor(trained):

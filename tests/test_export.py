@@ -179,3 +179,51 @@ def test_a_changed_onnx_file_is_refused(random_export, tmp_path):
     (folder / "generator.onnx").write_bytes(bytes(onnx_bytes))
     with pytest.raises(ExportError, match=r"generator.onnx: sha256 .* does not match generator.json"):
         load_onnx_generator(folder)
+
+
+def test_anonymized_photos_keep_their_format_and_quality_and_lose_exif(random_export, tmp_path):
+    from PIL import Image
+
+    detections = json.loads((DEMO / "annotations.json").read_text())
+    detections["obama.png"] = detections["obama.jpg"]
+    (tmp_path / "det.json").write_text(json.dumps(detections))
+    with Image.open(DEMO / "photos" / "obama.jpg") as original:
+        exif = original.getexif()
+        exif[0x010F] = "CameraMaker"  # a camera's EXIF entry, to be dropped
+        original.save(tmp_path / "obama.jpg", quality=95, exif=exif, subsampling=2)
+        original.save(tmp_path / "obama.png")
+    for name in ("obama.jpg", "obama.png"):
+        assert anonymize_main(["--model", str(random_export), "--input", str(tmp_path / name), "--output",
+                               str(tmp_path / "out"), "--detections", str(tmp_path / "det.json")]) == 0
+    box = detections["obama.jpg"][0]["box"]
+    outside = np.ones(np.asarray(Image.open(tmp_path / "obama.png")).shape[:2], bool)
+    outside[int(box[1]) : int(np.ceil(box[3])), int(box[0]) : int(np.ceil(box[2]))] = False
+    with Image.open(tmp_path / "out" / "obama.png") as png, Image.open(tmp_path / "obama.png") as source:
+        assert png.format == "PNG" and np.array_equal(np.asarray(png)[outside], np.asarray(source)[outside])
+    with Image.open(tmp_path / "out" / "obama.jpg") as jpg, Image.open(tmp_path / "obama.jpg") as source:
+        from PIL import JpegImagePlugin
+
+        assert jpg.format == "JPEG" and JpegImagePlugin.get_sampling(jpg) == 2 and 0x010F not in jpg.getexif()
+        moved = np.abs(np.asarray(jpg, dtype=float) - np.asarray(source, dtype=float))[outside].mean()
+        source.save(tmp_path / "q75.jpg")  # Pillow's default quality, for comparison
+        with Image.open(tmp_path / "q75.jpg") as q75:
+            default = np.abs(np.asarray(q75, dtype=float) - np.asarray(source, dtype=float))[outside].mean()
+    assert moved < 0.6 and moved < default / 2  # outside the box the photo stays as it was, up to re-encoding
+
+
+def test_anonymize_checks_inputs_first_and_leaves_nothing_behind(random_export, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert anonymize_main(["--model", str(random_export), "--input", str(tmp_path / "missing.jpg"),
+                           "--output", str(out)]) == 1
+    assert "no such photo" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "det.json").write_text(json.dumps({"other.jpg": []}))
+    assert anonymize_main(["--model", str(random_export), "--input", str(DEMO / "photos" / "obama.jpg"), "--output",
+                           str(out), "--detections", str(tmp_path / "det.json")]) == 1
+    assert "no entry for obama.jpg" in capsys.readouterr().err and not out.exists()
+
+
+def test_re_exporting_gives_identical_bytes(random_export, tmp_path):
+    torch.manual_seed(0)
+    again = export(Generator(16, 32), tmp_path / "again")
+    for name in ("generator.safetensors", "generator.onnx", "generator.json"):
+        assert (again / name).read_bytes() == (random_export / name).read_bytes(), name

@@ -40,7 +40,7 @@ def test_tiny_run_grows_twice_and_logs(tmp_path, tiny_config, precision):
     assert 0.0 in alphas and any(0 < a < 1 for a in alphas)  # the fades were logged
     assert all(torch.isfinite(torch.tensor(e.value)) for e in events.Scalars("loss/D/gp"))
     grids = events.Images("samples/condition_generated_real")
-    assert len(grids) >= 3 and grids[-1].width == 6 * 66 + 2
+    assert len(grids) >= 3 and (grids[-1].width, grids[-1].height) == (6 * 66 + 2, 14 + 2 * 66 + 2)  # header row
 
 
 def test_exact_resume_in_the_middle_of_a_fade(tmp_path, tiny_config):
@@ -170,3 +170,31 @@ def test_format_1_checkpoints_resume_only_with_their_constants(tmp_path, tiny_co
 
     generator, meta = ema_generator_from_checkpoint(tmp_path / "ckpt" / "images=00000000024.ckpt")
     assert meta["format_version"] == 1 and generator.to_rgb_gain == 1.0  # evaluation/export use its constants
+
+
+def test_a_run_prints_progress_lines_a_summary_and_no_warning(tmp_path, tiny_config):
+    """stdout is a pipe here, as in CI or `> log`: plain lines, no carriage returns, no warning."""
+    config = tiny_config(tmp_path, fid="onet", enable_progress_bar=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "default"}
+    result = subprocess.run([sys.executable, "train.py", "--config", str(config)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "\r" not in output and "Warning" not in output and "max_epochs" not in output, output
+    assert "train 48/96 img (50 %) | res 16px alpha 1.00 phase stabilize D " in result.stdout
+    assert "Training complete: 96 images in" in result.stdout
+    assert f"Last checkpoint: {tmp_path / 'ckpt' / 'last.ckpt'}" in result.stdout
+    assert "Last FID (onet features; not comparable to Inception FID): 8 px" in result.stdout
+    assert f"TensorBoard: tensorboard --logdir {tmp_path / 'run' / 'logs'}" in result.stdout
+
+
+def test_newcomer_errors_are_one_line(tmp_path, tiny_config, capsys):
+    assert train.main([]) == 2
+    assert "python train.py --config configs/demo.yaml" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert train.main(["--config", str(ROOT / "configs" / "deepprivacy.yaml")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "no GPU was found" in err and "--trainer.accelerator cpu" in err and len(err.splitlines()) == 1
+    assert train.main(["--config", str(tiny_config(tmp_path)), "--data.train_path", str(tmp_path / "fdf")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"python -m data.convert FDF_ROOT {tmp_path / 'fdf'} --split train" in err and len(err.splitlines()) == 1

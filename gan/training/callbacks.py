@@ -16,13 +16,14 @@ from data.record import FaceBatch, to_float_image
 from gan.conditioning import condition_batch
 from gan.features import build_extractor
 from gan.fid import FIDEvaluator
-from gan.grid import make_grid
+from gan.grid import sample_grid
 from gan.privacy import Reference, Tally, compare, control, generate_in_crops, references
 from gan.seeding import fixed_latents
 
 
 class FIDCallback(pl.Callback):
-    """FID of the EMA generator during training, logged as ``metrics/fid/<extractor>``.
+    """FID of the EMA generator during training, logged as ``metrics/fid/<extractor>/<r>px`` (one curve per
+    resolution: FIDs of different resolutions are not comparable). ``last`` keeps the latest per resolution.
 
     Validation batches are sharded across DDP ranks (torchmetrics sums the statistics).
 
@@ -44,6 +45,7 @@ class FIDCallback(pl.Callback):
         if every_images < 0:
             raise ValueError("fid.every_images must be >= 0")
         self.output = output
+        self.last: dict[int, float] = {}
         self.evaluator = FIDEvaluator(build_extractor(extractor, weights_path), extractor) if extractor else None
         self.every_images, self.at_phase_end, self.z, self.seed = every_images, at_phase_end, z, seed
         self.fid_seconds = 0.0
@@ -62,18 +64,14 @@ class FIDCallback(pl.Callback):
         started = time.perf_counter()
         stage = pl_module.progress.stage
         rank, world = trainer.global_rank, trainer.world_size
-        shard = (b for i, b in enumerate(trainer.datamodule.val_dataloader()) if i % world == rank)
+        shard = (b for i, b in enumerate(trainer.datamodule.validation_loader()) if i % world == rank)
         with trainer.precision_plugin.forward_context():  # the training precision (bf16 autocast, ...)
             fid = self.evaluator(pl_module.G_ema, shard, stage.resolution, stage.alpha, self.z, self.seed,
                                  pl_module.device, self.output)
         self.fid_seconds += time.perf_counter() - started
-        if trainer.is_global_zero:  # straight to the loggers: self.log would keep it only on logging steps
-            name = self.evaluator.name
-            metrics = {f"metrics/fid/{name}": fid, f"metrics/fid/{name}/{stage.resolution}px": fid,
-                       "metrics/fid/images_seen": float(pl_module.images_seen),
-                       "perf/fid_share": self.fid_seconds / (time.perf_counter() - self._start)}
-            for logger in trainer.loggers:  # x-axis: images seen
-                logger.log_metrics(metrics, step=int(pl_module.images_seen))
+        self.last[stage.resolution] = fid
+        pl_module.log_scalars({f"metrics/fid/{self.evaluator.name}/{stage.resolution}px": fid,
+                               "perf/fid_share": self.fid_seconds / (time.perf_counter() - self._start)})
 
 
 class SampleGrids(pl.Callback):
@@ -116,8 +114,7 @@ class SampleGrids(pl.Callback):
             return
         stage = progress.stage
         conditioned, fake = self.generate(pl_module.G_ema, self.faces, stage.resolution, stage.alpha, pl_module.device)
-        triplets = torch.stack([conditioned.condition, fake, conditioned.image], dim=1).flatten(0, 1)
-        grid = make_grid(triplets, columns=6)
+        grid = sample_grid(conditioned.condition.cpu(), fake.cpu(), conditioned.image.cpu(), self.faces.keypoints)
         for logger in trainer.loggers:
             if hasattr(logger.experiment, "add_image"):
                 logger.experiment.add_image(self.TAG, grid, progress.after)
@@ -148,6 +145,7 @@ class PrivacyCallback(pl.Callback):
         self.analyzer = FaceAnalyzer(mmod) if num else None  # fails at start-up, naming the pip command
         self.faces: FaceBatch | None = None
         self.references: list[list[Reference]] | None = None
+        self.last: tuple[int, dict] | None = None  # (resolution, summary) of the latest measurement
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.num:
@@ -198,11 +196,9 @@ class PrivacyCallback(pl.Callback):
             both = trainer.strategy.reduce(both, reduce_op="sum").cpu()
             tally, original = Tally.from_tensor(both[0]), Tally.from_tensor(both[1])
         summary = tally.summary(original)
-        if trainer.is_global_zero:
-            tags = {"metrics/privacy/reid_rate": "reid_rate", "metrics/privacy/identity_distance": "identity_distance",
-                    "metrics/utility/detection_rate": "detection_rate",
-                    "metrics/utility/detection_rate_vs_original": "detection_rate_vs_original",
-                    "metrics/utility/landmark_error": "landmark_error"}
-            metrics = {tag: summary[key] for tag, key in tags.items() if summary.get(key) is not None}
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=progress.after)
+        self.last = (stage.resolution, summary)
+        tags = {"metrics/privacy/reid_rate": "reid_rate", "metrics/privacy/identity_distance": "identity_distance",
+                "metrics/utility/detection_rate": "detection_rate",
+                "metrics/utility/detection_rate_vs_original": "detection_rate_vs_original",
+                "metrics/utility/landmark_error": "landmark_error"}
+        pl_module.log_scalars({tag: summary[key] for tag, key in tags.items() if summary.get(key) is not None})

@@ -1,9 +1,13 @@
 """The training command line: LightningCLI plus the checks that run before any heavy work."""
 
+import logging
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import yaml
+from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.strategies import DDPStrategy
 
@@ -12,6 +16,11 @@ from gan.training.callbacks import FIDCallback, PrivacyCallback, SampleGrids
 from gan.training.checkpointing import ImageCheckpoint
 from gan.training.datamodule import FaceDataModule
 from gan.training.module import DeepPrivacyGAN
+from gan.training.progress import ImageProgressBar
+
+USAGE = ("usage: python train.py --config configs/demo.yaml   (the demo: CPU, a few minutes; build its data with "
+         "python -m data.demo)\n       python train.py --config configs/deepprivacy.yaml   (the paper, on a GPU)\n"
+         "       python train.py --help   (every option)")
 
 TRAINER_DEFAULTS = {
     "max_epochs": 1,  # one pass over the schedule; the scheduled loader ends at schedule.total_images
@@ -38,7 +47,30 @@ class RunConfig(SaveConfigCallback):
         checkpoint.setdefault(KEY, {})["config"] = self.run_config
 
 
+def dataset_hint(key: str, path: str) -> str:
+    """The command that creates the dataset a config names."""
+    if "demo" in str(path):
+        return "build the demo set with: python -m data.demo"
+    split = "val" if key == "data.val_path" else "train"
+    return (f"convert FDF with: python -m data.convert FDF_ROOT {path} --split {split}  "
+            f"(or your photos: python -m data.prepare --images DIR --out {path})")
+
+
 class SafeFakesCLI(LightningCLI):
+    def before_instantiate_classes(self) -> None:
+        """Checks that need no network or dataset built: they fail in a second, with one line."""
+        config = self.config
+        accelerator = str(config.trainer.accelerator)
+        if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator: {accelerator}, but no GPU was found. Train the demo on this machine "
+                "(--config configs/demo.yaml) or run on the CPU with --trainer.accelerator cpu (very slow at the "
+                "paper's size)"
+            )
+        for key, path in (("data.train_path", config.data.train_path), ("data.val_path", config.data.val_path)):
+            if path is not None and not Path(path).is_dir():
+                raise ConfigError(f"{key}: no dataset directory at {path}; {dataset_hint(key, path)}")
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ImageCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FIDCallback, "fid")
@@ -65,10 +97,6 @@ class SafeFakesCLI(LightningCLI):
 def validate_run(cli: SafeFakesCLI) -> None:
     """Refuse a configuration that would fail later, naming the key."""
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
-    for key, path in (("data.train_path", data.train_path), ("data.val_path", data.val_path)):
-        if path is not None and not Path(path).is_dir():
-            hint = " (build the demo set with: python -m data.demo)" if "demo" in str(path) else ""
-            raise ConfigError(f"{key}: no dataset directory at {path}{hint}")
     world = trainer.world_size
     for resolution, batch in model.schedule.batch_sizes.items():
         if batch % world:
@@ -116,14 +144,47 @@ def resolve_ckpt_path(cli: SafeFakesCLI) -> str | None:
     return path
 
 
+class QuietLightning(logging.Filter):
+    """Lightning's info lines that mislead here: the run ends because the schedule is complete (``max_epochs``
+    only bounds the one pass), and an advertisement for a cloud logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("`Trainer.fit` stopped: `max_epochs") or message.startswith("💡 Tip"))
+
+
+@contextmanager
+def only_these_args(args: list[str] | None):
+    """LightningCLI warns when given ``args`` while sys.argv holds others (pytest's): hide them meanwhile."""
+    if args is None:
+        yield
+        return
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 def build_cli(args: list[str] | None = None) -> SafeFakesCLI:
-    return SafeFakesCLI(
-        DeepPrivacyGAN,
-        FaceDataModule,
-        run=False,
-        args=args,
-        trainer_defaults=TRAINER_DEFAULTS,
-        save_config_callback=RunConfig,
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-    )
+    """The parsed, checked and instantiated CLI; ConfigError for a configuration that cannot work."""
+    rank_zero_logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, QuietLightning) for f in rank_zero_logger.filters):
+        rank_zero_logger.addFilter(QuietLightning())
+    with only_these_args(args):
+        cli = SafeFakesCLI(
+            DeepPrivacyGAN,
+            FaceDataModule,
+            run=False,
+            args=args,
+            trainer_defaults=TRAINER_DEFAULTS,
+            save_config_callback=RunConfig,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+        )
+    callbacks = cli.trainer.callbacks  # images seen instead of batches in the progress bar
+    for i, callback in enumerate(callbacks):
+        if type(callback) is TQDMProgressBar:
+            callbacks[i] = ImageProgressBar()
+    return cli

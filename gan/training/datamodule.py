@@ -139,7 +139,8 @@ class FaceDataModule(pl.LightningDataModule):
             module.schedule, int(module.images_seen), self.trainer.global_rank, self.trainer.world_size
         )
 
-    def val_dataloader(self) -> DataLoader:
+    def validation_loader(self) -> DataLoader:
+        """The fixed validation faces in order (FID). Not Lightning's ``val_dataloader``: there is no validation loop."""
         self.setup()
         return self._loader(self.val_set, batch_size=self.val_batch_size, shuffle=False)
 

@@ -208,16 +208,23 @@ class DeepPrivacyGAN(pl.LightningModule):
         self.images_seen += stage.batch_size
         self.progress = StepProgress(self.schedule, before, before + stage.batch_size)
 
-        self.log_dict(
-            {**losses, "progress/skipped_steps": self.skipped_steps.float(),
-             "progress/retried_steps": self.retried_steps.float()},
-            on_step=True, batch_size=len(batch),
-        )
-        self.log_dict(
-            {"progress/resolution": float(stage.resolution), "progress/alpha": float(stage.alpha),
-             "progress/images_seen": float(self.images_seen)},
-            on_step=True, prog_bar=True, batch_size=len(batch),
-        )
+        # The progress bar shows the latest losses; TensorBoard gets every scalar with images seen as its step.
+        self.log_dict({"D": losses["loss/D/total"], "G": losses["loss/G"]}, on_step=True, prog_bar=True, logger=False,
+                      batch_size=len(batch))
+        if batch_idx % self.trainer.log_every_n_steps == 0 or self.progress.finished:
+            self.log_scalars({
+                **losses, "progress/skipped_steps": self.skipped_steps, "progress/retried_steps": self.retried_steps,
+                "progress/resolution": stage.resolution, "progress/alpha": stage.alpha,
+                "progress/images_seen": self.progress.after, "progress/batch_size": stage.batch_size,
+            })
+
+    def log_scalars(self, scalars: dict) -> None:
+        """Write scalars to every logger (global rank 0), at step = images seen."""
+        if not self.trainer.is_global_zero:
+            return
+        values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
+        for logger in self.loggers:
+            logger.log_metrics(values, step=int(self.images_seen))
 
     def _generate(self, conditioned, z: torch.Tensor, stage: Stage) -> torch.Tensor:
         """G's output as the critic sees it (``critic_input``)."""
@@ -260,8 +267,8 @@ class DeepPrivacyGAN(pl.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         now = time.perf_counter()
-        if self._last_step_time is not None:
-            self.log("perf/images_per_second", self.progress.batch_size / (now - self._last_step_time), on_step=True)
+        if self._last_step_time is not None and batch_idx % self.trainer.log_every_n_steps == 0:
+            self.log_scalars({"perf/images_per_second": self.progress.batch_size / (now - self._last_step_time)})
         self._last_step_time = now
         if self.progress.finished:
             self.trainer.should_stop = True
