@@ -91,6 +91,9 @@ VARIANTS = {
     "box_rounding=outward": dict(box_rounding="outward"),
     "nonfinite_step=skip": dict(nonfinite_step="skip"),
     "all SafeFakes choices": BARE_EQUIVALENT,
+    "gp_every=4 (lazy regularisation)": dict(gp_every=4),
+    "channels_last": dict(channels_last=True),
+    "SafeFakes choices + gp_every=4": dict(BARE_EQUIVALENT, gp_every=4),
 }
 
 

@@ -108,3 +108,25 @@ def test_exact_resume_with_the_demo_choices(tmp_path, tiny_config):
     a, b = torch.load(tmp_path / "wa" / "rank0.pt"), torch.load(tmp_path / "wb" / "rank0.pt")
     for name in ("G", "D", "G_ema"):
         assert torch.equal(a[name], b[name]), name
+
+
+def test_lazy_regularisation_applies_the_penalty_every_nth_critic_step(tmp_path, tiny_config):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config(tmp_path, total=48)  # 6 steps of 8 images
+    assert train.main(["--config", str(config), "--model.gp_every", "2", "--export_onnx", "false"]) == 0
+    events = EventAccumulator(str(tmp_path / "run" / "logs"), size_guidance={"scalars": 0}).Reload()
+    assert [e.step for e in events.Scalars("loss/D/gp")] == [8, 24, 40]  # critic steps 0, 2, 4
+    assert len(events.Scalars("loss/D/total")) == 6
+    assert int(load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]["critic_steps"]) == 6
+
+
+def test_channels_last_trains_the_same_networks(tmp_path, tiny_config):
+    weights = {}
+    for name, flags in (("default", []), ("channels_last", ["--model.channels_last", "true"])):
+        config = tiny_config(tmp_path / name, total=16, callbacks=[
+            {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / name / "w")}}])
+        assert train.main(["--config", str(config), *flags, "--export_onnx", "false"]) == 0
+        weights[name] = torch.load(tmp_path / name / "w" / "rank0.pt")
+    for network in ("G", "D", "G_ema"):  # other convolution kernels: equal up to float rounding
+        torch.testing.assert_close(weights["channels_last"][network], weights["default"][network], rtol=1e-4, atol=1e-5)
