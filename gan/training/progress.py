@@ -33,7 +33,8 @@ class ImageProgressBar(TQDMProgressBar):
         self._started: tuple[float, int] | None = None  # (time, images seen) when this process started training
 
     def init_train_tqdm(self) -> Tqdm:
-        return Tqdm(desc="train", position=2 * self.process_position, disable=self.is_disabled or self.lines,
+        return Tqdm(desc="train", total=self.trainer.lightning_module.schedule.total_images,
+                    position=2 * self.process_position, disable=self.is_disabled or self.lines,
                     leave=True, dynamic_ncols=True, file=sys.stdout, smoothing=0.1, unit="img",
                     bar_format="{desc} {percentage:3.0f}%|{bar}| {n}/{total} img [{elapsed}<{remaining}, "
                                "{rate_fmt}{postfix}]")
