@@ -48,7 +48,7 @@ def main(args: list[str] | None = None) -> int:
     if cli.model.training_finished and cli.trainer.is_global_zero:
         out = cli.image_checkpoint.dirpath / "export"
         export(cli.model.G_ema, out, int(cli.model.images_seen), cli.run_config, onnx=cli.config.export_onnx)
-        fid, privacy = cli._callback(FIDCallback), cli._callback(PrivacyCallback)
+        fid, privacy = cli.callback(FIDCallback), cli.callback(PrivacyCallback)
         logger = cli.trainer.logger
         print(run_summary(int(cli.model.images_seen), time.perf_counter() - started, fid.last,
                           fid.evaluator.name if fid.evaluator else None, privacy.last,

@@ -83,8 +83,6 @@ def load_checkpoint_file(path: str | Path) -> dict:
     return checkpoint
 
 
-load_training_checkpoint = load_checkpoint_file
-
 
 def ema_generator_from_checkpoint(path: str | Path) -> tuple[Generator, dict]:
     """(the EMA generator in eval mode, the checkpoint's ``safefakes`` metadata), loaded strictly."""

@@ -233,7 +233,7 @@ def import_checkpoint(path: str | Path, out: str | Path, training_checkpoint: st
     g_info = unwrap(checkpoint["G"], f"{path} [G]")[1] if "G" in checkpoint else {}
     info = {**g_info, **ema_info}
     ema, fresh = build_generator(ema_state, fmt, info, f"{path} [running_average_generator]")
-    images_seen = int(checkpoint.get("global_step", 0))
+    images_seen = int(checkpoint.get("global_step", 0))  # DeepPrivacy's own counter of images (not Lightning's)
     source = {"kind": "deepprivacy", "format": fmt, "file": str(path), "sha256": sha256_file(path),
               "global_step": images_seen, "resolution": ema.max_resolution, "base_width": ema.base_width,
               "critic": "imported" if fmt == "2019" and "D" in checkpoint else

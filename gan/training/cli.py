@@ -81,17 +81,18 @@ class SafeFakesCLI(LightningCLI):
         parser.add_argument("--export_onnx", type=bool, default=True,
                             help="write generator.onnx next to the safetensors export at the end of training")
 
-    def _callback(self, kind: type):
+    def callback(self, kind: type):
+        """The trainer's callback of type ``kind`` (each SafeFakes section adds one)."""
         return next(c for c in self.trainer.callbacks if isinstance(c, kind))
 
     @property
     def image_checkpoint(self) -> ImageCheckpoint:
-        return self._callback(ImageCheckpoint)
+        return self.callback(ImageCheckpoint)
 
     @property
     def run_config(self) -> dict:
         """The resolved configuration as plain data (stored in checkpoints and exports)."""
-        return self._callback(RunConfig).run_config
+        return self.callback(RunConfig).run_config
 
 
 def validate_run(cli: SafeFakesCLI) -> None:
@@ -117,7 +118,7 @@ def validate_run(cli: SafeFakesCLI) -> None:
             check_initial_weights(model, model.hparams.init_from)
         except (ValueError, FileNotFoundError) as error:
             raise ConfigError(f"model.init_from: {error}") from None
-    samples, privacy = cli._callback(SampleGrids), cli._callback(PrivacyCallback)
+    samples, privacy = cli.callback(SampleGrids), cli.callback(PrivacyCallback)
     for key, num, active in (("samples", samples.num, samples.every_images > 0), ("privacy", privacy.num, privacy.num > 0)):
         if active and data.num_val < num:
             raise ConfigError(f"data.num_val ({data.num_val}) must be >= {key}.num ({num})")
