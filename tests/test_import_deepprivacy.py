@@ -267,7 +267,7 @@ def test_fine_tuning_starts_from_the_imported_weights(sources, tmp_path, demo, c
                                "total_images": 4}},
         "data": {"train_path": str(demo), "num_val": 4, "num_workers": 0},
         "trainer": {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
-                    "enable_model_summary": False},
+                    "enable_model_summary": False, "default_root_dir": str(tmp_path)},  # config.yaml lands there
         "checkpoint": {"dirpath": str(tmp_path / "ckpt")}, "fid": {"extractor": None}, "samples": {"every_images": 0},
         "export_onnx": False,
     }
