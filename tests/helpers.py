@@ -74,3 +74,37 @@ class PoisonOnce(pl.Callback):
             return out * float("nan") if count[0] - 1 == self.call else out
 
         pl_module.D.forward = poisoned
+
+
+class CountHostReads(pl.Callback):
+    """Count the calls that read a tensor's value on the host (``item``, ``bool``, ``int``, ``float``, ``tolist``)
+    during training step ``batch_idx`` (hooks around it included), each named by the innermost gan function."""
+
+    reads: list[str] = []
+    METHODS = ("item", "__bool__", "__int__", "__float__", "__index__", "tolist")
+
+    def __init__(self, batch_idx: int) -> None:
+        self.batch_idx = batch_idx
+        self.saved: dict = {}
+        CountHostReads.reads = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx != self.batch_idx:
+            return
+        import traceback
+
+        for name in self.METHODS:
+            original = getattr(torch.Tensor, name)
+            self.saved[name] = original
+
+            def counted(tensor, *args, _original=original, _name=name, **kwargs):
+                frame = next((f for f in reversed(traceback.extract_stack()[:-1]) if "/gan/" in f.filename), None)
+                CountHostReads.reads.append(f"{_name} in {frame.name}" if frame else f"{_name} outside gan")
+                return _original(tensor, *args, **kwargs)
+
+            setattr(torch.Tensor, name, counted)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for name, original in self.saved.items():
+            setattr(torch.Tensor, name, original)
+        self.saved = {}

@@ -158,7 +158,7 @@ class FaceDataModule(pl.LightningDataModule):
         box, keypoints = batch.box, batch.keypoints
         if self.trainer is not None and self.trainer.training:
             # Seeded by the images seen before this batch: a resumed run augments exactly the same way.
-            images_seen = int(getattr(self.trainer.lightning_module, "images_seen", 0))
+            images_seen = getattr(self.trainer.lightning_module, "images_seen_host", 0)
             devices = [image.device] if image.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(step_seed(self.seed, images_seen, self.trainer.global_rank))

@@ -76,7 +76,8 @@ class DeepPrivacyGAN(pl.LightningModule):
         ema_half_life_images: half-life of the EMA generator's average, in images.
         seed: seed of every random stream of a step (latents, penalty weights; see ``gan.seeding``).
 
-    Progress: ``images_seen`` (a checkpointed buffer), ``stage`` (where training stands) and ``progress``
+    Progress: ``images_seen`` (a checkpointed buffer; ``images_seen_host`` mirrors it on the host so a step
+    reads it without waiting for the device), ``stage`` (where training stands) and ``progress``
     (what the last step did: ``StepProgress``, None before the first step of this process).
     """
 
@@ -126,13 +127,24 @@ class DeepPrivacyGAN(pl.LightningModule):
         self.register_buffer("retried_steps", torch.zeros((), dtype=torch.int64))  # batches run again
         self.register_buffer("critic_steps", torch.zeros((), dtype=torch.int64))  # gp_every counts these
         self.progress: StepProgress | None = None
+        self._host: dict[str, int] | None = None  # the counting buffers, mirrored on the host (see images_seen_host)
         self._last_step_time: float | None = None
 
     # ----------------------------------------------------------------------------------------------- state
 
     @property
     def stage(self) -> Stage:
-        return self.schedule.stage_at(int(self.images_seen))
+        return self.schedule.stage_at(self.images_seen_host)
+
+    @property
+    def images_seen_host(self) -> int:
+        """``images_seen`` as a Python int, read from the device once per fit and then counted on the host."""
+        return self._host_counters()["images_seen"]
+
+    def _host_counters(self) -> dict[str, int]:
+        if self._host is None:  # one read of the device per fit (and after a checkpoint is loaded)
+            self._host = {name: int(getattr(self, name)) for name in ("images_seen", "resolution", "critic_steps")}
+        return self._host
 
     @property
     def training_finished(self) -> bool:
@@ -182,14 +194,16 @@ class DeepPrivacyGAN(pl.LightningModule):
         world = self.trainer.world_size
         if len(batch) * world != stage.batch_size:
             raise RuntimeError(
-                f"batch of {len(batch)} x {world} ranks at images_seen={int(self.images_seen)}; the schedule "
+                f"batch of {len(batch)} x {world} ranks at images_seen={self.images_seen_host}; the schedule "
                 f"asks for {stage.batch_size} (use FaceDataModule's scheduled loader)"
             )
-        if stage.resolution != int(self.resolution):
+        seen = self.images_seen_host
+        if stage.resolution != self._host["resolution"]:
             self._grow(stage.resolution)
+            self._host["resolution"] = stage.resolution
         h = self.hparams
         # Every random draw of the step, from one stream seeded by (seed, images_seen, rank).
-        rng = step_generator(h.seed, int(self.images_seen), self.global_rank, self.device)
+        rng = step_generator(h.seed, seen, self.global_rank, self.device)
         z = torch.randn(len(batch), *self.G.latent_shape, device=self.device, generator=rng)
         epsilon = torch.rand(len(batch), 1, 1, 1, device=self.device, generator=rng)
         jitter = None
@@ -215,9 +229,9 @@ class DeepPrivacyGAN(pl.LightningModule):
             break
 
         ema_update(self.G_ema, self.G, ema_beta(stage.batch_size, h.ema_half_life_images))
-        before = int(self.images_seen)
-        self.images_seen += stage.batch_size
-        self.progress = StepProgress(self.schedule, before, before + stage.batch_size)
+        self.images_seen += stage.batch_size  # the checkpointed truth, on the device
+        self._host["images_seen"] = seen + stage.batch_size
+        self.progress = StepProgress(self.schedule, seen, seen + stage.batch_size)
 
         # The progress bar shows the latest losses; TensorBoard gets every scalar with images seen as its step.
         self.log_dict({"D": losses["loss/D/total"], "G": losses["loss/G"]}, on_step=True, prog_bar=True, logger=False,
@@ -235,7 +249,7 @@ class DeepPrivacyGAN(pl.LightningModule):
             return
         values = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in scalars.items()}
         for logger in self.loggers:
-            logger.log_metrics(values, step=int(self.images_seen))
+            logger.log_metrics(values, step=self.images_seen_host)
 
     def _generate(self, conditioned, z: torch.Tensor, stage: Stage) -> torch.Tensor:
         """G's output as the critic sees it (``critic_input``)."""
@@ -258,12 +272,14 @@ class DeepPrivacyGAN(pl.LightningModule):
         loss_d = loss_wgan + self.hparams.epsilon_weight * loss_eps
         losses = {"loss/D/wgan": loss_wgan, "loss/D/epsilon": loss_eps}
         every = self.hparams.gp_every
-        if int(self.critic_steps) % every == 0:  # lazy regularisation: weight x N on every N-th step
+        host = self._host_counters()
+        if host["critic_steps"] % every == 0:  # lazy regularisation: weight x N on every N-th step
             loss_gp = gradient_penalty(lambda image: self._critic(image, conditioned, stage), conditioned.image,
                                        fake.detach(), epsilon, scale=self._grad_scale())
             loss_d = loss_wgan + self.hparams.gp_weight * every * loss_gp + self.hparams.epsilon_weight * loss_eps
             losses["loss/D/gp"] = loss_gp
         self.critic_steps += 1
+        host["critic_steps"] += 1
         self.manual_backward(loss_d)
         applied = self._step(opt_d, self.D)
         self.untoggle_optimizer(opt_d)
@@ -299,6 +315,7 @@ class DeepPrivacyGAN(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_resumable(checkpoint, self.hparams)
+        self._host = None  # the buffers are about to be restored: read them again
         if checkpoint[KEY]["format_version"] == 1:  # format 1 had no retry and critic-step counters
             for name in ("retried_steps", "critic_steps"):
                 checkpoint["state_dict"].setdefault(name, torch.zeros((), dtype=torch.int64))
