@@ -42,9 +42,15 @@ def trained_resolutions(max_resolution: int) -> list[int]:
     return resolutions_up_to(max_resolution, min_resolution=2 * LATENT_RESOLUTION)
 
 
-def check_stage(resolution: int, alpha: float, max_resolution: int) -> None:
-    """Raise ValueError unless ``resolution`` is a power of two in [8, max_resolution] and alpha in [0, 1]."""
+def check_stage(resolution: int, alpha, max_resolution: int) -> None:
+    """Raise ValueError unless ``resolution`` is a power of two in [8, max_resolution] and alpha in [0, 1].
+
+    A tensor alpha (a compiled fade's input) must be 0-dim; its value is not read, which would wait for the device.
+    """
     if resolution not in trained_resolutions(max_resolution):
         raise ValueError(f"resolution must be a power of two in [{2 * LATENT_RESOLUTION}, {max_resolution}], got {resolution}")
-    if not 0.0 <= float(alpha) <= 1.0:
+    if hasattr(alpha, "ndim"):
+        if alpha.ndim != 0:
+            raise ValueError(f"a tensor alpha must be 0-dim, got shape {tuple(alpha.shape)}")
+    elif not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")

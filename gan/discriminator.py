@@ -12,7 +12,8 @@ from torch import nn
 from data.keypoints import NUM_KEYPOINTS
 from gan.channels import LATENT_RESOLUTION, channel_table, check_stage, discriminator_base_width, trained_resolutions
 from gan.keypoints import keypoint_maps
-from gan.layers import ConvAct, EqualizedConv2d, EqualizedLinear, MinibatchStdDev, downsample, per_resolution
+from gan.layers import (ConvAct, EqualizedConv2d, EqualizedLinear, MinibatchStdDev, blend, downsample, fade_paths,
+                        per_resolution)
 
 
 class DiscriminatorBlock(nn.Module):
@@ -72,7 +73,7 @@ class Discriminator(nn.Module):
         keypoints: torch.Tensor,
         *,
         resolution: int,
-        alpha: float = 1.0,
+        alpha: float | torch.Tensor = 1.0,
     ) -> torch.Tensor:
         """Score ``image`` given its ``condition``.
 
@@ -81,20 +82,22 @@ class Discriminator(nn.Module):
             condition: ``(B, 3, r, r)`` the image with the face region filled with 0.
             keypoints: ``(B, 7, 2)`` normalised, absent outside [0, 1).
             resolution: r, a power of two in [8, max_resolution].
-            alpha: fade-in weight of resolution r (0 = the r/2 path only).
+            alpha: fade-in weight of resolution r (0 = the r/2 path only); a 0-dim tensor runs both paths (see
+                ``gan.layers.fade_paths``).
 
         Returns:
             ``(B, 1)`` unbounded scores.
         """
         check_stage(resolution, alpha, self.max_resolution)
         x = torch.cat([image, condition], dim=1)
+        new_path, old_path = fade_paths(alpha)
         features = None
-        if alpha > 0:
+        if new_path:
             new = self.from_rgb[str(resolution)](x)
             features = self.blocks[str(resolution)](new, keypoint_maps(keypoints, resolution, new.dtype))
-        if alpha < 1:
+        if old_path:
             old = self.from_rgb[str(resolution // 2)](downsample(x))
-            features = old if features is None else torch.lerp(old, features, alpha)
+            features = old if features is None else blend(old, features, alpha)
         r = resolution // 2
         while r > LATENT_RESOLUTION:
             features = self.blocks[str(r)](features, keypoint_maps(keypoints, r, features.dtype))

@@ -12,7 +12,7 @@ from torch import nn
 from data.keypoints import NUM_KEYPOINTS
 from gan.channels import LATENT_RESOLUTION, channel_table, check_stage, trained_resolutions
 from gan.keypoints import keypoint_maps
-from gan.layers import ConvAct, EqualizedConv2d, downsample, per_resolution, upsample
+from gan.layers import ConvAct, EqualizedConv2d, blend, downsample, fade_paths, per_resolution, upsample
 
 def mask_region(mask: torch.Tensor) -> torch.Tensor:
     """``(B, 1, H, W)`` float mask -> bool, True where a pixel is to be generated (mask > 0.5)."""
@@ -92,7 +92,7 @@ class Generator(nn.Module):
         z: torch.Tensor | None = None,
         *,
         resolution: int,
-        alpha: float = 1.0,
+        alpha: float | torch.Tensor = 1.0,
         composite: bool = True,
     ) -> torch.Tensor:
         """Paint a face into the masked region.
@@ -104,7 +104,8 @@ class Generator(nn.Module):
             keypoints: ``(B, 7, 2)`` normalised to [0, 1), absent outside.
             z: ``(B, latent_channels, 4, 4)``; drawn from N(0, 1) when None.
             resolution: r, the active resolution (a power of two in [8, max_resolution]).
-            alpha: fade-in weight of resolution r (0 = the r/2 path only, 1 = the r layers only).
+            alpha: fade-in weight of resolution r (0 = the r/2 path only, 1 = the r layers only); a 0-dim tensor
+                runs both paths and is not read on the host (``gan.layers.fade_paths``).
             composite: paste the condition back outside the mask (inference, export). False gives the raw output,
                 the whole crop generated, as DeepPrivacy's critic sees it in training; it too never depends on
                 the pixels under the mask.
@@ -122,14 +123,15 @@ class Generator(nn.Module):
             z = torch.randn(x.shape[0], *self.latent_shape, device=x.device, dtype=x.dtype)
 
         # Encoder: the entry resolution, faded with the half-resolution entry while alpha < 1.
+        new_path, old_path = fade_paths(alpha)
         skips = {}
         features = None
-        if alpha > 0:
+        if new_path:
             skips[resolution] = self.encoder[str(resolution)](self.from_rgb[str(resolution)](x))
             features = downsample(skips[resolution])
-        if alpha < 1:
+        if old_path:
             old = self.from_rgb[str(resolution // 2)](downsample(x))
-            features = old if features is None else torch.lerp(old, features, alpha)
+            features = old if features is None else blend(old, features, alpha)
         r = resolution // 2
         while r > LATENT_RESOLUTION:
             skips[r] = self.encoder[str(r)](features)
@@ -143,13 +145,13 @@ class Generator(nn.Module):
             r *= 2
             features = self.decoder[str(r)](upsample(features), skips[r], keypoint_maps(keypoints, r, features.dtype))
         image = None
-        if alpha > 0:
+        if new_path:
             new = self.decoder[str(resolution)](
                 upsample(features), skips[resolution], keypoint_maps(keypoints, resolution, features.dtype)
             )
             image = self.to_rgb[str(resolution)](new)
-        if alpha < 1:
+        if old_path:
             old = upsample(self.to_rgb[str(resolution // 2)](features))
-            image = old if image is None else torch.lerp(old, image, alpha)
+            image = old if image is None else blend(old, image, alpha)
         image = image.to(condition.dtype)
         return torch.where(to_generate, image, condition) if composite else image

@@ -112,14 +112,31 @@ def upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
+def fade_paths(alpha: float | torch.Tensor) -> tuple[bool, bool]:
+    """Which paths a fade weight needs: (the new resolution's, the half resolution's).
+
+    A float decides by its value (0: the half-resolution path only, 1: the new path only). A 0-dim tensor is never
+    read on the host, so a compiled graph takes it as an input and does not recompile when it changes: both paths
+    run and are blended, as for 0 < alpha < 1.
+    """
+    if torch.is_tensor(alpha):
+        return True, True
+    return alpha > 0, alpha < 1
+
+
+def blend(old: torch.Tensor, new: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """``lerp(old, new, alpha)``; a tensor alpha is cast to the features' dtype (bf16/fp16 under autocast)."""
+    return torch.lerp(old, new, alpha.to(old.dtype) if torch.is_tensor(alpha) else alpha)
+
+
 def fade_image(x: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
     """Blend an image with its half-resolution version, as the networks blend their paths.
 
     ``alpha = 0`` gives ``upsample(downsample(x))``, ``alpha = 1`` gives ``x`` itself.
     """
-    if isinstance(alpha, float) and alpha >= 1.0:
+    if not fade_paths(alpha)[1]:
         return x
-    return torch.lerp(upsample(downsample(x)), x, alpha)
+    return blend(upsample(downsample(x)), x, alpha)
 
 
 def per_resolution(build: Callable[[int], nn.Module], resolutions: Iterable[int]) -> nn.ModuleDict:

@@ -108,3 +108,25 @@ class CountHostReads(pl.Callback):
         for name, original in self.saved.items():
             setattr(torch.Tensor, name, original)
         self.saved = {}
+
+
+class CompileLog(pl.Callback):
+    """With ``backend`` as ``DeepPrivacyGAN.compile_backend``: every graph torch.compile builds, as (resolution,
+    phase, images seen, network, grad mode) of the step that built it; the graph runs eagerly."""
+
+    compiles: list[tuple[int, str, int, str, bool]] = []
+    _step: tuple[int, str, int] | None = None
+
+    def __init__(self) -> None:
+        CompileLog.compiles = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        stage = pl_module.stage
+        CompileLog._step = (stage.resolution, stage.phase, pl_module.images_seen_host)
+
+    @staticmethod
+    def backend(graph_module, example_inputs):
+        names = " ".join(node.name for node in graph_module.graph.nodes)
+        network = "G" if "encoder" in names else "D"
+        CompileLog.compiles.append((*CompileLog._step, network, torch.is_grad_enabled()))
+        return graph_module.forward

@@ -200,19 +200,24 @@ def test_newcomer_errors_are_one_line(tmp_path, tiny_config, capsys):
     assert f"python -m data.convert FDF_ROOT {tmp_path / 'fdf'} --split train" in err and len(err.splitlines()) == 1
 
 
-def test_a_training_step_reads_few_values_back_from_the_device(tmp_path, tiny_config, capsys):
+@pytest.mark.parametrize("flags, expected", [
+    ([], {"__bool__ in _step": 2}),  # the finite-gradient check of each optimizer
+    (["--model.fused_adam", "true"], {"__bool__ in training_step": 1}),  # one flag: retry the batch?
+    (["--model.fused_adam", "true", "--model.nonfinite_step", "skip"], {}),
+])
+def test_a_training_step_reads_few_values_back_from_the_device(tmp_path, tiny_config, capsys, flags, expected):
     """Counted on CPU: every tensor value a step reads on the host, by the gan function that asked. On a GPU each is
-    a wait for the device, except Adam's step counters, which torch keeps on the CPU."""
+    a wait for the device, except foreach Adam's step counters, which torch keeps on the CPU."""
     from collections import Counter
 
     from tests.helpers import CountHostReads
 
     config = tiny_config(tmp_path, total=32, log_every_n_steps=1000, callbacks=[
         {"class_path": "tests.helpers.CountHostReads", "init_args": {"batch_idx": 2}}])
-    assert train.main(["--config", str(config), "--samples.every_images", "0", "--export_onnx", "false"]) == 0
+    assert train.main(["--config", str(config), "--samples.every_images", "0", "--export_onnx", "false", *flags]) == 0
     reads = Counter(CountHostReads.reads)
     print(f"host reads in one training step: {dict(reads)}")
     device_reads = {name: count for name, count in reads.items() if name != "item in _step"}
-    # What is left: the finite-gradient check of each optimizer. The stage, the seed, the growth test and the lazy
-    # penalty's counter come from host-side counters; losses are read only on logging steps.
-    assert device_reads == {"__bool__ in grads_finite": 2}
+    # The stage, the seed, the growth test and the lazy penalty's counter come from host-side counters; losses are
+    # read only on logging steps; fused Adam skips a non-finite update on the device.
+    assert device_reads == expected

@@ -11,8 +11,9 @@ The paper's procedure is the default; each point where SafeFakes can do otherwis
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -33,11 +34,24 @@ from gan.training.schedule import Schedule, Stage, StepProgress
 MAX_RETRIES = 8  # nonfinite_step="retry": then the step is dropped (the fp16 loss scale has fallen 2^8 by then)
 
 
-def grads_finite(parameters) -> bool:
+def grads_nonfinite(parameters) -> torch.Tensor:
+    """A 0-dim bool tensor on the parameters' device: True if any gradient holds an inf or NaN (not read here)."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
-        return True
-    return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+        return torch.zeros((), dtype=torch.bool)
+    return ~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+
+
+@dataclass(frozen=True)
+class ForwardPasses:
+    """The networks as one step calls them: G and D (compiled under ``model.compile``), the eager D for the
+    gradient penalty's double backward, and the fade weight they get (a float, or a device tensor when compiled)."""
+
+    G: Callable[..., torch.Tensor]
+    D: Callable[..., torch.Tensor]
+    D_eager: nn.Module
+    resolution: int
+    alpha: float | torch.Tensor
 
 
 class DeepPrivacyGAN(pl.LightningModule):
@@ -67,6 +81,16 @@ class DeepPrivacyGAN(pl.LightningModule):
             double backward on the other steps.
         channels_last: keep G, D and the batch in channels-last memory format (faster convolutions on some
             hardware; the results agree within float rounding).
+        compile: run G's and D's training forward passes through ``torch.compile`` (``compile_backend``, inductor by
+            default). A fade's alpha is a device tensor, an input of the graph: one graph per network, resolution,
+            phase and grad mode (the previous stage's graphs are dropped with ``torch.compiler.reset()`` when the
+            stage changes). The first step of a fade (alpha = 0) and the gradient penalty's critic, whose double
+            backward AOTAutograd cannot differentiate, run eagerly. Results agree with eager within float
+            rounding (fused kernels reorder sums).
+        fused_adam: Adam's fused kernel for both networks, which also keeps the finite-gradient check on the
+            device: a non-finite step is skipped inside the kernel (``found_inf``, as AMP's GradScaler does),
+            so ``nonfinite_step: skip`` reads nothing back per step and ``retry`` one flag (the default foreach
+            Adam reads one per optimizer). Fused Adam rounds differently from foreach Adam (1 ulp per step).
         init_from: a weights file (``python -m gan.import_deepprivacy ... --training-checkpoint``) whose G, G_ema and
             critic (if it holds one) start a fresh run; ignored when a run resumes from a checkpoint.
         schedule: growth schedule and global batch sizes, by images seen; its ``max_resolution`` is the
@@ -96,6 +120,8 @@ class DeepPrivacyGAN(pl.LightningModule):
         nonfinite_step: Literal["retry", "skip"] = "retry",
         gp_every: int = 1,
         channels_last: bool = False,
+        compile: bool = False,
+        fused_adam: bool = False,
         init_from: str | None = None,
         schedule: Schedule = Schedule(),
         learning_rate: float = 0.00175,
@@ -127,6 +153,7 @@ class DeepPrivacyGAN(pl.LightningModule):
         self.register_buffer("retried_steps", torch.zeros((), dtype=torch.int64))  # batches run again
         self.register_buffer("critic_steps", torch.zeros((), dtype=torch.int64))  # gp_every counts these
         self.progress: StepProgress | None = None
+        self._compiled: tuple[tuple[int, str], Callable, Callable] | None = None  # (stage key, G, D) under compile
         self._host: dict[str, int] | None = None  # the counting buffers, mirrored on the host (see images_seen_host)
         self._last_step_time: float | None = None
 
@@ -152,6 +179,8 @@ class DeepPrivacyGAN(pl.LightningModule):
 
     def configure_optimizers(self):
         kwargs = dict(lr=self.hparams.learning_rate, betas=tuple(self.hparams.betas))
+        if self.hparams.fused_adam:
+            kwargs["fused"] = True
         return torch.optim.Adam(self.G.parameters(), **kwargs), torch.optim.Adam(self.D.parameters(), **kwargs)
 
     def _grow(self, resolution: int) -> None:
@@ -173,21 +202,32 @@ class DeepPrivacyGAN(pl.LightningModule):
     def _grad_scale(self) -> float:
         return float(self._scaler.get_scale()) if self._scaler is not None else 1.0
 
-    def _step(self, optimizer, module: nn.Module) -> bool:
-        """Apply a gradient step unless the gradients are not finite (counted); True if it was applied."""
+    def _step(self, optimizer, module: nn.Module, blocked: torch.Tensor | None = None) -> bool | torch.Tensor:
+        """Apply a gradient step unless the gradients are not finite (counted in ``skipped_steps``).
+
+        Returns whether the step was dropped: a bool, or with ``fused_adam`` (and no GradScaler) a device tensor
+        that nobody has waited for; ``blocked`` (a device flag) also drops the step, uncounted.
+        """
         scaler = self._scaler
         if scaler is not None:  # fp16: the GradScaler skips the step and lowers its scale
             before = scaler.get_scale()
             optimizer.step()
             skipped = scaler.get_scale() < before
+        elif self.hparams.fused_adam:  # the fused kernel skips the update itself where found_inf is set
+            skipped = grads_nonfinite(module.parameters()).to(self.device)
+            inner = optimizer.optimizer
+            inner.found_inf = (skipped if blocked is None else skipped | blocked).float()
+            optimizer.step()
+            del inner.found_inf
+            self.skipped_steps += skipped
         else:
-            skipped = not grads_finite(module.parameters())
+            skipped = bool(grads_nonfinite(module.parameters()))
             if not skipped:
                 optimizer.step()
-        if skipped:
+        if skipped is True:
             self.skipped_steps += 1
         optimizer.zero_grad(set_to_none=True)
-        return not skipped
+        return skipped
 
     def training_step(self, batch: FaceBatch, batch_idx: int) -> None:
         stage = self.stage
@@ -215,15 +255,19 @@ class DeepPrivacyGAN(pl.LightningModule):
         image = batch.image.contiguous(memory_format=torch.channels_last) if h.channels_last else batch.image
         conditioned = condition_batch(image, batch.box, batch.keypoints, stage.resolution, stage.alpha,
                                       h.box_rounding, jitter)
+        passes = self._forward_passes(stage)
         attempts = 1 + (MAX_RETRIES if h.nonfinite_step == "retry" else 0)
         for attempt in range(attempts):
             retry_left = attempt + 1 < attempts
-            losses, fake, critic_applied = self._critic_step(conditioned, z, epsilon, stage)
-            if not critic_applied and retry_left:
+            losses, fake, critic_skipped = self._critic_step(conditioned, z, epsilon, passes)
+            if critic_skipped is True and retry_left:
                 self.retried_steps += 1
                 continue
-            losses["loss/G"], generator_applied = self._generator_step(conditioned, fake, z_generator, stage)
-            if not generator_applied and retry_left:
+            # A device flag (fused_adam) is not read yet: it blocks the G step on the device, and the step is
+            # retried after one read of both flags.
+            blocked = critic_skipped if torch.is_tensor(critic_skipped) and retry_left else None
+            losses["loss/G"], generator_skipped = self._generator_step(conditioned, fake, z_generator, passes, blocked)
+            if retry_left and bool(generator_skipped if blocked is None else generator_skipped | blocked):
                 self.retried_steps += 1
                 continue
             break
@@ -251,22 +295,40 @@ class DeepPrivacyGAN(pl.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(values, step=self.images_seen_host)
 
-    def _generate(self, conditioned, z: torch.Tensor, stage: Stage) -> torch.Tensor:
+    compile_backend: str | Callable = "inductor"  # torch.compile's backend under ``compile`` (tests count with theirs)
+
+    def _forward_passes(self, stage: Stage) -> ForwardPasses:
+        """The step's networks: eager, or under ``compile`` the compiled pair of this (resolution, phase)."""
+        if not self.hparams.compile or stage.alpha == 0.0:  # alpha = 0 runs one path: a graph of its own, eagerly
+            return ForwardPasses(self.G, self.D, self.D, stage.resolution, stage.alpha)
+        key = (stage.resolution, stage.phase)
+        if self._compiled is None or self._compiled[0] != key:
+            torch.compiler.reset()  # the previous stage's graphs never run again
+            options = dict(backend=self.compile_backend, dynamic=False, fullgraph=True)
+            self._compiled = (key, torch.compile(self.G.forward, **options), torch.compile(self.D.forward, **options))
+        alpha = stage.alpha if stage.phase == "stabilize" else torch.tensor(stage.alpha, device=self.device)
+        return ForwardPasses(self._compiled[1], self._compiled[2], self.D, stage.resolution, alpha)
+
+    def _generate(self, conditioned, z: torch.Tensor, passes: ForwardPasses) -> torch.Tensor:
         """G's output as the critic sees it (``critic_input``)."""
-        return self.G(conditioned.condition, conditioned.mask, conditioned.keypoints, z, resolution=stage.resolution,
-                      alpha=stage.alpha, composite=self.hparams.critic_input == "composited")
+        return passes.G(conditioned.condition, conditioned.mask, conditioned.keypoints, z, resolution=passes.resolution,
+                        alpha=passes.alpha, composite=self.hparams.critic_input == "composited")
 
-    def _critic(self, image: torch.Tensor, conditioned, stage: Stage) -> torch.Tensor:
-        return self.D(image, conditioned.condition, conditioned.keypoints, resolution=stage.resolution, alpha=stage.alpha)
+    @staticmethod
+    def _critic(image: torch.Tensor, conditioned, passes: ForwardPasses, eager: bool = False) -> torch.Tensor:
+        critic = passes.D_eager if eager else passes.D
+        return critic(image, conditioned.condition, conditioned.keypoints, resolution=passes.resolution,
+                      alpha=passes.alpha)
 
-    def _critic_step(self, conditioned, z, epsilon, stage: Stage) -> tuple[dict, torch.Tensor, bool]:
-        """WGAN-GP with epsilon drift. Returns (losses, the fake, whether the step was applied)."""
+    def _critic_step(self, conditioned, z, epsilon, passes: ForwardPasses) -> tuple[dict, torch.Tensor, bool | torch.Tensor]:
+        """WGAN-GP with epsilon drift. Returns (losses, the fake, whether the step was dropped: see ``_step``)."""
         reuse = self.hparams.generator_step == "reuse"
         with nullcontext() if reuse else torch.no_grad():  # a fresh G step needs no graph of this fake
-            fake = self._generate(conditioned, z, stage)
+            fake = self._generate(conditioned, z, passes)
         opt_g, opt_d = self.optimizers()
         self.toggle_optimizer(opt_d)
-        real_scores, fake_scores = self._critic(conditioned.image, conditioned, stage), self._critic(fake.detach(), conditioned, stage)
+        real_scores = self._critic(conditioned.image, conditioned, passes)
+        fake_scores = self._critic(fake.detach(), conditioned, passes)
         loss_wgan = wgan_d_loss(real_scores, fake_scores)
         loss_eps = epsilon_penalty(real_scores)
         loss_d = loss_wgan + self.hparams.epsilon_weight * loss_eps
@@ -274,28 +336,29 @@ class DeepPrivacyGAN(pl.LightningModule):
         every = self.hparams.gp_every
         host = self._host_counters()
         if host["critic_steps"] % every == 0:  # lazy regularisation: weight x N on every N-th step
-            loss_gp = gradient_penalty(lambda image: self._critic(image, conditioned, stage), conditioned.image,
-                                       fake.detach(), epsilon, scale=self._grad_scale())
+            loss_gp = gradient_penalty(lambda image: self._critic(image, conditioned, passes, eager=True),
+                                       conditioned.image, fake.detach(), epsilon, scale=self._grad_scale())
             loss_d = loss_wgan + self.hparams.gp_weight * every * loss_gp + self.hparams.epsilon_weight * loss_eps
             losses["loss/D/gp"] = loss_gp
         self.critic_steps += 1
         host["critic_steps"] += 1
         self.manual_backward(loss_d)
-        applied = self._step(opt_d, self.D)
+        skipped = self._step(opt_d, self.D)
         self.untoggle_optimizer(opt_d)
-        return {**losses, "loss/D/total": loss_d}, fake, applied
+        return {**losses, "loss/D/total": loss_d}, fake, skipped
 
-    def _generator_step(self, conditioned, fake, z_generator, stage: Stage) -> tuple[torch.Tensor, bool]:
+    def _generator_step(self, conditioned, fake, z_generator, passes: ForwardPasses,
+                        blocked: torch.Tensor | None = None) -> tuple[torch.Tensor, bool | torch.Tensor]:
         """-D(G(c)) against the updated critic: on the critic's fake (``reuse``) or a fresh sample."""
         opt_g, _ = self.optimizers()
         self.toggle_optimizer(opt_g)
         if z_generator is not None:
-            fake = self._generate(conditioned, z_generator, stage)
-        loss_g = generator_loss(self._critic(fake, conditioned, stage))
+            fake = self._generate(conditioned, z_generator, passes)
+        loss_g = generator_loss(self._critic(fake, conditioned, passes))
         self.manual_backward(loss_g)
-        applied = self._step(opt_g, self.G)
+        skipped = self._step(opt_g, self.G, blocked)
         self.untoggle_optimizer(opt_g)
-        return loss_g, applied
+        return loss_g, skipped
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         now = time.perf_counter()
