@@ -16,6 +16,7 @@ Lightning side of the Lightning/bare ratio runs with the same options.
 """
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -69,14 +70,22 @@ def conv_flops_per_second(channels: int, resolution: int, batch: int, seconds: f
 
 
 class Timer(pl.Callback):
+    """Wall time of the timed steps, and its share inside the step (batch start to batch end hooks: training_step
+    and Lightning's wrapper of it) vs between steps (fetching the batch, moving and augmenting it, the loop)."""
+
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.steps, self.start = warmup, 0, None
+        self.warmup, self.steps, self.start, self.inside = warmup, 0, None, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.end = time.perf_counter()
         self.steps += 1
         if self.steps == self.warmup:
-            self.start = time.perf_counter()
-        self.end = time.perf_counter()
+            self.start = self.end
+        elif self.steps > self.warmup:
+            self.inside += self.end - self.batch_start
 
 
 # The procedure the bare loop implements.
@@ -116,14 +125,19 @@ def build_model(args, resolution: int, **options) -> DeepPrivacyGAN:
     return model
 
 
-def lightning_images_per_second(args, data: Path, resolution: int, **options) -> float:
-    """images/s of ``args.steps`` training steps through Lightning's Trainer (after ``args.warmup`` steps)."""
+def lightning_run(args, data: Path, resolution: int, **options) -> Timer:
+    """``args.steps`` timed training steps through Lightning's Trainer (after ``args.warmup`` steps)."""
     model = build_model(args, resolution, **options)
     timer = Timer(args.warmup)
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
                          limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer])
     trainer.fit(model, datamodule=FaceDataModule(str(data), num_val=16, num_workers=0, flip_probability=0.0))
+    return timer
+
+
+def lightning_images_per_second(args, data: Path, resolution: int, **options) -> float:
+    timer = lightning_run(args, data, resolution, **options)
     return (timer.steps - timer.warmup) * args.batch / (timer.end - timer.start)
 
 
@@ -141,9 +155,12 @@ def measure(args, data: Path, resolution: int) -> dict:
     start = time.perf_counter()
     for batch in batches[args.warmup :]:
         bare_step(model, opt_g, opt_d, batch, resolution)
-    bare = args.steps * args.batch / (time.perf_counter() - start)
-    lightning = lightning_images_per_second(args, data, resolution, **BARE_EQUIVALENT)
-    return {"bare": bare, "lightning": lightning, "flops": flops / args.batch}
+    bare_seconds = time.perf_counter() - start
+    timer = lightning_run(args, data, resolution, **BARE_EQUIVALENT)
+    seconds = timer.end - timer.start
+    return {"bare": args.steps * args.batch / bare_seconds, "lightning": args.steps * args.batch / seconds,
+            "flops": flops / args.batch, "bare_ms": 1e3 * bare_seconds / args.steps,
+            "inside_ms": 1e3 * timer.inside / args.steps, "between_ms": 1e3 * (seconds - timer.inside) / args.steps}
 
 
 def paper_step_flops() -> float:
@@ -184,13 +201,19 @@ def main() -> None:
         print(f"CPU, {torch.get_num_threads()} threads, fp32; base width {args.base_width}, batch {args.batch}")
         print(f"plain 3x3 conv {args.base_width}->{args.base_width} at 32 px, fwd+bwd: {conv / 1e9:.1f} GFLOP/s")
         print(f"paper model (c = 512, 128 px): {paper_step_flops() / 1e12:.2f} TFLOP per training image")
-        print(f"{'res':>4} {'GFLOP/img':>10} {'bare img/s':>11} {'Lightning img/s':>16} {'L/bare':>7} {'eff vs conv':>12}")
+        print("Per step (ms, median of the rounds): bare; Lightning = inside the step (training_step and its hooks)"
+              " + between steps (loading, moving and augmenting the batch, the loop)")
+        print(f"{'res':>4} {'GFLOP/img':>10} {'bare img/s':>11} {'Lightning img/s':>16} {'L/bare':>7} {'eff vs conv':>12}"
+              f" {'bare ms':>8} {'inside ms':>10} {'between ms':>11} {'L/bare per round':>20}")
         for resolution in [r for r in (8, 16, 32, 64, 128) if r <= args.max_resolution]:
             runs = [measure(args, data, resolution) for _ in range(args.rounds)]
             m = {key: max(run[key] for run in runs) for key in ("bare", "lightning", "flops")}
+            ms = {key: statistics.median(run[key] for run in runs) for key in ("bare_ms", "inside_ms", "between_ms")}
             efficiency = m["flops"] * m["lightning"] / conv
+            per_round = " ".join(f"{run['lightning'] / run['bare']:.2f}" for run in runs)
             print(f"{resolution:>4} {m['flops'] / 1e9:>10.3f} {m['bare']:>11.1f} {m['lightning']:>16.1f} "
-                  f"{m['lightning'] / m['bare']:>7.3f} {efficiency:>12.2f}")
+                  f"{m['lightning'] / m['bare']:>7.3f} {efficiency:>12.2f} {ms['bare_ms']:>8.1f} {ms['inside_ms']:>10.1f}"
+                  f" {ms['between_ms']:>11.1f} {per_round:>20}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def test_the_gpu_benchmark_runs_its_tiny_cpu_mode():
                              "--peak-tflops", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
-    assert lines[1].startswith("| px | variant | devices | img/s | vs eager | GFLOP/img | TFLOP/s | of peak |")
+    assert lines[1].startswith("plain 3x3 conv") and lines[2].startswith("| px | variant | devices | img/s | vs eager | GFLOP/img | TFLOP/s | of peak | of plain conv |")
     report = json.loads(lines[-1])
     rows = {(r["variant"], r["devices"]): r for r in report["results"]}
     assert set(rows) == {("eager", 1), ("lazy_gp", 1), ("eager", 2)}
@@ -42,6 +42,7 @@ def test_the_gpu_benchmark_runs_its_tiny_cpu_mode():
     assert ddp["flop_per_image"] == eager["flop_per_image"]
     assert ddp["ddp_efficiency"] == pytest.approx(ddp["images_per_second"] / (2 * eager["images_per_second"]))
     assert eager["vs_eager"] == 1.0 and eager["fraction_of_peak"] == pytest.approx(eager["tflops"])
+    assert eager["of_plain_conv"] == pytest.approx(eager["tflops"] / report["plain_conv_tflops"]["16"])
     assert f"| 16 | lazy_gp | 1 | {lazy['images_per_second']:.1f} |" in result.stdout
 
 
