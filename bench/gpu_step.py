@@ -7,7 +7,8 @@
 Each (variant, resolution, devices) runs in a fresh process (its own compile cache and memory peak) through
 Lightning's Trainer and ``DeepPrivacyGAN.training_step``, on one synthetic batch repeated (the step, not the data
 loader, is measured), at alpha = 1 of that resolution: ``--warmup`` steps (compilation included; their time is
-printed as ``warmup s``), then ``--steps`` timed steps between two device synchronisations.
+printed as ``warmup s``), then ``--steps`` timed steps between two device synchronisations; with ``--rounds R``
+every measurement runs R times, alternating, and the median round is reported.
 
 FLOP per image: torch.utils.flop_counter over one eager step per ``gp_every`` (so lazy regularisation's saving is
 in the count), a multiply-add = 2 FLOP; achieved TFLOP/s = FLOP/image x images/s; the fraction of peak divides by
@@ -249,7 +250,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=64 if cuda else 4, help="per device")
     parser.add_argument("--steps", type=int, default=20 if cuda else 3)
     parser.add_argument("--warmup", type=int, default=5 if cuda else 1)
-    parser.add_argument("--rounds", type=int, default=1, help="repeat every measurement, alternating; the best counts")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every measurement, alternating; the median round counts (all are in the JSON)")
     parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak (default: by device name)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
@@ -275,16 +277,17 @@ def main(argv=None) -> None:
     runs = [(variant, resolution, 1) for resolution in resolutions for variant in variants]
     if args.devices > 1:
         runs += [(variant, resolution, args.devices) for resolution in resolutions for variant in ddp_variants]
-    best: dict[tuple, dict] = {}
+    measured: dict[tuple, list[dict]] = {key: [] for key in runs}
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.rounds):  # alternating: a slow spell of a shared machine hits every variant alike
             for key in runs:
-                result = run_worker(args, *key, Path(folder))
-                rounds = best.get(key, {}).get("rounds", []) + [result["images_per_second"]]
-                if key not in best or result["images_per_second"] > best[key]["images_per_second"]:
-                    best[key] = result
-                best[key]["rounds"] = rounds
-    results = [best[key] for key in runs]
+                measured[key].append(run_worker(args, *key, Path(folder)))
+    results = []
+    for key in runs:  # the median round of each measurement (its memory and warmup too)
+        ordered = sorted(measured[key], key=lambda r: r["images_per_second"])
+        result = dict(ordered[(len(ordered) - 1) // 2])
+        result["rounds"] = [r["images_per_second"] for r in measured[key]]
+        results.append(result)
 
     from gan.channels import channel_table
 

@@ -204,7 +204,7 @@ def main() -> None:
         print("Per step (ms, median of the rounds): bare; Lightning = inside the step (training_step and its hooks)"
               " + between steps (loading, moving and augmenting the batch, the loop)")
         print(f"{'res':>4} {'GFLOP/img':>10} {'bare img/s':>11} {'Lightning img/s':>16} {'L/bare':>7} {'eff vs conv':>12}"
-              f" {'bare ms':>8} {'inside ms':>10} {'between ms':>11} {'L/bare per round':>20}")
+              f" {'bare ms':>8} {'inside ms':>10} {'between ms':>11} {'L/bare median':>14} {'L/bare per round':>20}")
         for resolution in [r for r in (8, 16, 32, 64, 128) if r <= args.max_resolution]:
             runs = [measure(args, data, resolution) for _ in range(args.rounds)]
             m = {key: max(run[key] for run in runs) for key in ("bare", "lightning", "flops")}
@@ -213,7 +213,7 @@ def main() -> None:
             per_round = " ".join(f"{run['lightning'] / run['bare']:.2f}" for run in runs)
             print(f"{resolution:>4} {m['flops'] / 1e9:>10.3f} {m['bare']:>11.1f} {m['lightning']:>16.1f} "
                   f"{m['lightning'] / m['bare']:>7.3f} {efficiency:>12.2f} {ms['bare_ms']:>8.1f} {ms['inside_ms']:>10.1f}"
-                  f" {ms['between_ms']:>11.1f} {per_round:>20}")
+                  f" {ms['between_ms']:>11.1f} {ms['bare_ms'] / (ms['inside_ms'] + ms['between_ms']):>14.3f} {per_round:>20}")
 
 
 if __name__ == "__main__":
