@@ -62,6 +62,30 @@ def test_exact_resume_in_the_middle_of_a_fade(tmp_path, tiny_config):
         assert torch.equal(a[name], b[name]), name
 
 
+def test_a_finished_run_trains_on_when_total_images_grows(tmp_path, tiny_config, capsys):
+    dump = {"class_path": "tests.helpers.DumpWeights"}
+    straight = tiny_config(tmp_path / "a", total=64, callbacks=[{**dump, "init_args": {"folder": str(tmp_path / "wa")}}])
+    assert train.main(["--config", str(straight), "--export_onnx", "false"]) == 0
+    assert train.main(["--config", str(tiny_config(tmp_path / "b", total=48)), "--export_onnx", "false"]) == 0
+    longer = tiny_config(tmp_path / "b", total=64, callbacks=[{**dump, "init_args": {"folder": str(tmp_path / "wb")}}])
+    assert train.main(["--config", str(longer), "--ckpt_path", "last", "--export_onnx", "false"]) == 0
+    a, b = torch.load(tmp_path / "wa" / "rank0.pt"), torch.load(tmp_path / "wb" / "rank0.pt")
+    for name in ("G", "D", "G_ema", "images_seen"):  # as if it had been asked for 64 images from the start
+        assert torch.equal(a[name], b[name]), name
+    capsys.readouterr()
+    assert train.main(["--config", str(longer), "--ckpt_path", "last", "--export_onnx", "false"]) == 0  # complete
+    assert "Training complete: 64 images" in capsys.readouterr().out
+    assert int(load(tmp_path / "b" / "ckpt" / "last.ckpt")["state_dict"]["images_seen"]) == 64
+
+
+def test_a_run_without_a_logger_writes_nothing_into_the_working_directory(tmp_path, tiny_config, monkeypatch):
+    config = tiny_config(tmp_path / "run", total=16)
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--config", str(config), "--trainer.logger", "false", "--export_onnx", "false"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert load(tmp_path / "run" / "ckpt" / "last.ckpt")["safefakes"]["config"]["model"]["base_width"] == 8
+
+
 def test_non_finite_steps_are_skipped_and_counted(tmp_path, tiny_config):
     config = tiny_config(tmp_path, total=24, precision="bf16-mixed", callbacks=[
         {"class_path": "tests.helpers.PoisonCritic"},

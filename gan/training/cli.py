@@ -23,7 +23,9 @@ USAGE = ("usage: python train.py --config configs/demo.yaml   (the demo: CPU, a 
          "       python train.py --help   (every option)")
 
 TRAINER_DEFAULTS = {
-    "max_epochs": 1,  # one pass over the schedule; the scheduled loader ends at schedule.total_images
+    # The scheduled loader is one pass up to schedule.total_images and the module stops the fit there, so a finished
+    # run resumed with a larger total_images trains on (in a new Lightning epoch) instead of ending at once.
+    "max_epochs": -1,
     "use_distributed_sampler": False,  # the scheduled batch sampler splits every global batch across ranks
     "limit_val_batches": 0,  # sample grids and FID are driven by images seen, not by the validation loop
     "num_sanity_val_steps": 0,
@@ -42,6 +44,11 @@ class RunConfig(SaveConfigCallback):
     @property
     def run_config(self) -> dict:
         return yaml.safe_load(self.parser.dump(self.config))
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.logger is None:  # no log folder (Lightning would write into the working directory)
+            return
+        super().setup(trainer, pl_module, stage)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint.setdefault(KEY, {})["config"] = self.run_config

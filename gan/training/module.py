@@ -368,6 +368,12 @@ class DeepPrivacyGAN(pl.LightningModule):
         if self.progress.finished:
             self.trainer.should_stop = True
 
+    def on_train_epoch_end(self) -> None:
+        """The schedule is the only end of a fit (``max_epochs: -1``): an epoch ends only where it is complete, or
+        with no batch at all when a finished run is resumed."""
+        if self.training_finished:
+            self.trainer.should_stop = True
+
     # ----------------------------------------------------------------------------------------- checkpoints
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
