@@ -153,12 +153,10 @@ def resolve_ckpt_path(cli: SafeFakesCLI) -> str | None:
 
 
 class QuietLightning(logging.Filter):
-    """Lightning's info lines that mislead here: the run ends because the schedule is complete (``max_epochs``
-    only bounds the one pass), and an advertisement for a cloud logger."""
+    """Lightning's info line that is noise here: an advertisement for a cloud logger."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not (message.startswith("`Trainer.fit` stopped: `max_epochs") or message.startswith("💡 Tip"))
+        return not record.getMessage().startswith("💡 Tip")
 
 
 @contextmanager
