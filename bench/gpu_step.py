@@ -88,27 +88,11 @@ def synthetic_data(batch_size: int, resolution: int, steps: int):
     return SyntheticData()
 
 
-def build_model(args, options: dict, world: int, steps: int):
-    """The module at ``args.resolution``, alpha = 1, for ``steps`` steps of ``args.batch`` per device."""
-    import torch
-
-    from gan.training.module import DeepPrivacyGAN
-    from gan.training.schedule import Schedule
-
-    batch_sizes = {r: args.batch * world for r in (8, 16, 32, 64, 128, 256, 512) if r <= args.max_resolution}
-    probe = Schedule(8, args.max_resolution, 10**9, 10**9, batch_sizes)
-    start = next(s for s, r, phase in probe.phases if r == args.resolution and phase == "stabilize")
-    schedule = Schedule(8, args.max_resolution, 10**9, 10**9, batch_sizes, total_images=start + steps * args.batch * world)
-    torch.manual_seed(0)
-    model = DeepPrivacyGAN(args.base_width, schedule=schedule, **options)
-    model.images_seen.fill_(start)
-    model.resolution.fill_(args.resolution)
-    return model
-
-
 def fit(args, options: dict, steps: int, callbacks: list):
+    """``steps`` training steps of ``args.batch`` per device at ``args.resolution``, alpha = 1."""
     import pytorch_lightning as pl
     import torch
+    from stage import module_at
 
     cuda = torch.cuda.is_available()
     trainer = pl.Trainer(
@@ -118,7 +102,8 @@ def fit(args, options: dict, steps: int, callbacks: list):
         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False, limit_val_batches=0,
         num_sanity_val_steps=0, callbacks=callbacks,
     )
-    model = build_model(args, options, trainer.world_size, steps)
+    model = module_at(args.base_width, args.max_resolution, args.resolution, args.batch * trainer.world_size, steps,
+                      **options)
     trainer.fit(model, datamodule=synthetic_data(args.batch, args.resolution, steps))
     return trainer
 
@@ -185,36 +170,6 @@ def worker(args) -> None:
         "warmup_seconds": timer.start - timer.launched,
     }
     Path(args.result).write_text(json.dumps(result))
-
-
-def conv_tflops(channels: int, resolution: int, batch: int, seconds: float = 2.0) -> float:
-    """TFLOP/s of a plain 3x3 conv (channels -> channels, forward + backward) at the step's batch and resolution,
-    in bf16 autocast on a GPU, fp32 on a CPU: what the device reaches on the model's simplest layer."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, device=device)
-    x = torch.randn(batch, channels, resolution, resolution, device=device, requires_grad=True)
-
-    def step():
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            conv(x).float().sum().backward()
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    for _ in range(3):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        runs += 1
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return counter.get_total_flops() * runs / (time.perf_counter() - start) / 1e12
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -289,10 +244,11 @@ def main(argv=None) -> None:
         result["rounds"] = [r["images_per_second"] for r in measured[key]]
         results.append(result)
 
+    from flops import conv_flops_per_second
     from gan.channels import channel_table
 
     width = channel_table(args.base_width, args.max_resolution)
-    conv = {r: conv_tflops(width[r], r, args.batch) for r in resolutions}
+    conv = {r: conv_flops_per_second(width[r], r, args.batch, "cuda" if cuda else "cpu") / 1e12 for r in resolutions}
     single = {(r["variant"], r["resolution"]): r for r in results if r["devices"] == 1}
     for r in results:
         r["of_plain_conv"] = r["tflops"] / (conv[r["resolution"]] * r["devices"])

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from flops import count_flops
+from flops import conv_flops_per_second, count_flops
+from stage import module_at
 
 from data.demo import build_demo
 from data.record import FaceBatch, to_float_image
@@ -57,16 +58,6 @@ def bare_step(model: DeepPrivacyGAN, opt_g, opt_d, batch, resolution: int) -> No
     opt_g.step()
     model.D.requires_grad_(True)
     ema_update(model.G_ema, model.G, ema_beta(len(x.image), 10_000))
-
-
-def conv_flops_per_second(channels: int, resolution: int, batch: int, seconds: float = 2.0) -> float:
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
-    x = torch.randn(batch, channels, resolution, resolution, requires_grad=True)
-    flops, runs, start = count_flops(lambda: conv(x).sum().backward()), 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        conv(x).sum().backward()
-        runs += 1
-    return flops * runs / (time.perf_counter() - start)
 
 
 class Timer(pl.Callback):
@@ -106,28 +97,9 @@ VARIANTS = {
 }
 
 
-def stage_start(args, resolution: int) -> tuple[Schedule, int]:
-    """A schedule that never grows, and the images seen at which it trains ``resolution`` at alpha = 1."""
-    schedule = Schedule(8, args.max_resolution, fade_images=10**9, stabilize_images=10**9,
-                        batch_sizes={r: args.batch for r in (8, 16, 32, 64, 128, 256) if r <= args.max_resolution})
-    return schedule, next(start for start, r, phase in schedule.phases if r == resolution and phase == "stabilize")
-
-
-def build_model(args, resolution: int, **options) -> DeepPrivacyGAN:
-    """The module at ``resolution``, alpha = 1, for ``args.warmup + args.steps`` steps."""
-    schedule, images = stage_start(args, resolution)
-    torch.manual_seed(0)
-    sched = Schedule(8, args.max_resolution, 10**9, 10**9, schedule.batch_sizes,
-                     total_images=images + (args.steps + args.warmup) * args.batch)
-    model = DeepPrivacyGAN(args.base_width, schedule=sched, **options)
-    model.images_seen.fill_(images)
-    model.resolution.fill_(resolution)
-    return model
-
-
 def lightning_run(args, data: Path, resolution: int, **options) -> Timer:
     """``args.steps`` timed training steps through Lightning's Trainer (after ``args.warmup`` steps)."""
-    model = build_model(args, resolution, **options)
+    model = module_at(args.base_width, args.max_resolution, resolution, args.batch, args.steps + args.warmup, **options)
     timer = Timer(args.warmup)
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
@@ -142,10 +114,11 @@ def lightning_images_per_second(args, data: Path, resolution: int, **options) ->
 
 
 def measure(args, data: Path, resolution: int) -> dict:
-    _, images = stage_start(args, resolution)
     datamodule = FaceDataModule(str(data), num_val=16, num_workers=0, flip_probability=0.0)
     # Bare PyTorch loop.
-    model = build_model(args, resolution, **BARE_EQUIVALENT)
+    model = module_at(args.base_width, args.max_resolution, resolution, args.batch, args.steps + args.warmup,
+                      **BARE_EQUIVALENT)
+    images = int(model.images_seen)
     opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=0.00175, betas=(0.0, 0.99)) for m in (model.G, model.D))
     loader = iter(datamodule.scheduled_loader(model.schedule, images))
     batches = [next(loader) for _ in range(args.warmup + args.steps)]

@@ -44,12 +44,11 @@ def grads_nonfinite(parameters) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ForwardPasses:
-    """The networks as one step calls them: G and D (compiled under ``model.compile``), the eager D for the
-    gradient penalty's double backward, and the fade weight they get (a float, or a device tensor when compiled)."""
+    """The networks as one step calls them: G and D (compiled under ``model.compile``) and the fade weight they get
+    (a float, or a device tensor when compiled)."""
 
     G: Callable[..., torch.Tensor]
     D: Callable[..., torch.Tensor]
-    D_eager: nn.Module
     resolution: int
     alpha: float | torch.Tensor
 
@@ -300,23 +299,23 @@ class DeepPrivacyGAN(pl.LightningModule):
     def _forward_passes(self, stage: Stage) -> ForwardPasses:
         """The step's networks: eager, or under ``compile`` the compiled pair of this (resolution, phase)."""
         if not self.hparams.compile or stage.alpha == 0.0:  # alpha = 0 runs one path: a graph of its own, eagerly
-            return ForwardPasses(self.G, self.D, self.D, stage.resolution, stage.alpha)
+            return ForwardPasses(self.G, self.D, stage.resolution, stage.alpha)
         key = (stage.resolution, stage.phase)
         if self._compiled is None or self._compiled[0] != key:
             torch.compiler.reset()  # the previous stage's graphs never run again
             options = dict(backend=self.compile_backend, dynamic=False, fullgraph=True)
             self._compiled = (key, torch.compile(self.G.forward, **options), torch.compile(self.D.forward, **options))
         alpha = stage.alpha if stage.phase == "stabilize" else torch.tensor(stage.alpha, device=self.device)
-        return ForwardPasses(self._compiled[1], self._compiled[2], self.D, stage.resolution, alpha)
+        return ForwardPasses(self._compiled[1], self._compiled[2], stage.resolution, alpha)
 
     def _generate(self, conditioned, z: torch.Tensor, passes: ForwardPasses) -> torch.Tensor:
         """G's output as the critic sees it (``critic_input``)."""
         return passes.G(conditioned.condition, conditioned.mask, conditioned.keypoints, z, resolution=passes.resolution,
                         alpha=passes.alpha, composite=self.hparams.critic_input == "composited")
 
-    @staticmethod
-    def _critic(image: torch.Tensor, conditioned, passes: ForwardPasses, eager: bool = False) -> torch.Tensor:
-        critic = passes.D_eager if eager else passes.D
+    def _critic(self, image: torch.Tensor, conditioned, passes: ForwardPasses, eager: bool = False) -> torch.Tensor:
+        """D's scores; ``eager`` for the gradient penalty, whose double backward AOTAutograd cannot differentiate."""
+        critic = self.D if eager else passes.D
         return critic(image, conditioned.condition, conditioned.keypoints, resolution=passes.resolution,
                       alpha=passes.alpha)
 
