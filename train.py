@@ -13,6 +13,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gan.export import export
 from gan.training.callbacks import FIDCallback, PrivacyCallback
+from gan.training.checkpointing import CheckpointWriteError
 from gan.training.cli import USAGE, ConfigError, build_cli, resolve_ckpt_path, validate_run
 from gan.training.progress import run_summary
 
@@ -43,8 +44,13 @@ def main(args: list[str] | None = None) -> int:
         # weights_only=True: a checkpoint is unpickled without running code from it.
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
-        print(f"stopped by SIGTERM; resume with --ckpt_path last ({cli.image_checkpoint.last_path})", file=sys.stderr)
+        # 143 = 128 + SIGTERM, the status a job ended by that signal reports: schedulers requeue it.
+        print(f"stopped by SIGTERM at {int(cli.model.images_seen)} images, checkpoint saved; resume with "
+              f"--ckpt_path last ({cli.image_checkpoint.last_path})", file=sys.stderr)
         return 143
+    except CheckpointWriteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if cli.model.training_finished and cli.trainer.is_global_zero:
         out = cli.image_checkpoint.dirpath / "export"
         export(cli.model.G_ema, out, int(cli.model.images_seen), cli.run_config, onnx=cli.config.export_onnx)

@@ -53,9 +53,26 @@ def constants(meta: dict, hparams: dict) -> dict:
     return {name: hparams[name] for name in V1_CONSTANTS}
 
 
+# What a resumed run must share with its checkpoint: the networks' shapes and the growth schedule (only
+# total_images may grow or shrink).
+ARCHITECTURE_KEYS = ("base_width", "latent_channels", "minibatch_std")
+SCHEDULE_KEYS = ("start_resolution", "max_resolution", "fade_images", "stabilize_images", "batch_sizes")
+
+
 def check_resumable(checkpoint: dict, hparams) -> None:
-    """Refuse to resume a checkpoint into networks built with other constants, saying what to set."""
+    """Refuse to resume a checkpoint into networks of another architecture, schedule or constants, in one line that
+    says what to set."""
     meta = check_metadata(checkpoint, "the checkpoint to resume from")
+    saved_hparams = checkpoint.get("hyper_parameters", {})
+    saved_schedule, schedule = saved_hparams.get("schedule", {}), hparams["schedule"]
+    differ = [(f"model.{k}", saved_hparams[k], hparams[k]) for k in ARCHITECTURE_KEYS
+              if k in saved_hparams and saved_hparams[k] != hparams[k]]
+    differ += [(f"model.schedule.{k}", saved_schedule[k], schedule[k]) for k in SCHEDULE_KEYS
+               if k in saved_schedule and saved_schedule[k] != schedule[k]]
+    if differ:
+        raise ValueError("the checkpoint was trained with " + ", ".join(
+            f"{key} = {saved} (this run has {ours})" for key, saved, ours in differ)
+            + ": resume with the checkpoint's settings, or start a new run in another checkpoint.dirpath")
     saved = constants(meta, checkpoint.get("hyper_parameters", {}))
     differ = {name: value for name, value in saved.items() if not math.isclose(float(hparams[name]), value)}
     if differ:

@@ -1,5 +1,9 @@
 """Callbacks that tests put into a training run through its config (``trainer.callbacks``)."""
 
+import errno
+import io
+import os
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -130,3 +134,78 @@ class CompileLog(pl.Callback):
         network = "G" if "encoder" in names else "D"
         CompileLog.compiles.append((*CompileLog._step, network, torch.is_grad_enabled()))
         return graph_module.forward
+
+
+class RecordProgress(pl.Callback):
+    """After every batch, ``path`` holds the images seen (replaced atomically, by rank 0): what a killed run had
+    trained."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_global_zero:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(f"{pl_module.images_seen_host}\n")
+        os.replace(tmp, self.path)
+
+
+class SlowSteps(pl.Callback):
+    """Each training step takes ``seconds`` longer, so that a kill can land anywhere in a short run."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        time.sleep(self.seconds)
+
+
+def serialized(checkpoint: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()
+
+
+class SlowDisk(pl.Callback):
+    """Checkpoint files are written in 8 chunks over ``seconds`` (a slow or network disk); ``marker`` exists while
+    one is being written, so that a kill can be aimed at a save in progress."""
+
+    def __init__(self, seconds: float, marker: str) -> None:
+        self.seconds = seconds
+        self.marker = Path(marker)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        def save_checkpoint(checkpoint, path, storage_options=None):
+            data = serialized(checkpoint)
+            self.marker.touch()
+            with open(path, "wb") as file:
+                for i in range(8):
+                    file.write(data[i * len(data) // 8: (i + 1) * len(data) // 8])
+                    file.flush()
+                    time.sleep(self.seconds / 8)
+            self.marker.unlink()
+
+        trainer.strategy.checkpoint_io.save_checkpoint = save_checkpoint
+
+
+class FullDisk(pl.Callback):
+    """The disk fills up during save number ``after + 1`` (counting from 1): half the file is written, then the
+    write fails with ENOSPC, as on a full disk."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        calls = [0]
+
+        def save_checkpoint(checkpoint, path, storage_options=None):
+            calls[0] += 1
+            data = serialized(checkpoint)
+            with open(path, "wb") as file:
+                if calls[0] > self.after:
+                    file.write(data[: len(data) // 2])
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+                file.write(data)
+
+        trainer.strategy.checkpoint_io.save_checkpoint = save_checkpoint

@@ -1,13 +1,10 @@
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
@@ -43,7 +40,7 @@ def test_tiny_run_grows_twice_and_logs(tmp_path, tiny_config, precision):
     assert len(grids) >= 3 and (grids[-1].width, grids[-1].height) == (6 * 66 + 2, 14 + 2 * 66 + 2)  # header row
 
 
-def test_exact_resume_in_the_middle_of_a_fade(tmp_path, tiny_config):
+def test_exact_resume_in_the_middle_of_a_fade(tmp_path, tiny_config, capsys):
     straight = tiny_config(tmp_path / "a", callbacks=[
         {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "a" / "w")}}])
     assert train.main(["--config", str(straight)]) == 0
@@ -54,9 +51,14 @@ def test_exact_resume_in_the_middle_of_a_fade(tmp_path, tiny_config):
     assert train.main(["--config", str(interrupted)]) == 143
     stopped = load(tmp_path / "b" / "ckpt" / "last.ckpt")
     assert int(stopped["state_dict"]["images_seen"]) == 56 and stopped["safefakes"]["stage"]["phase"] == "fade"
-    resumed = tiny_config(tmp_path / "b", callbacks=[
+    # Resumed in the middle of Lightning's epoch, with the progress display on: stdout is not a terminal under
+    # pytest, so it prints plain lines (as under SLURM, nohup or `> log`).
+    resumed = tiny_config(tmp_path / "b", enable_progress_bar=True, callbacks=[
         {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "b" / "w")}}])
+    capsys.readouterr()
     assert train.main(["--config", str(resumed), "--ckpt_path", "last"]) == 0
+    out = capsys.readouterr().out
+    assert "ckpt_path=last: resuming from" in out and "train 96/96 img (100 %)" in out, out
     a, b = torch.load(tmp_path / "a" / "w" / "rank0.pt"), torch.load(tmp_path / "b" / "w" / "rank0.pt")
     for name in ("G", "D", "G_ema", "images_seen"):
         assert torch.equal(a[name], b[name]), name
@@ -97,41 +99,6 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, tiny_config):
     assert events.Scalars("progress/skipped_steps")[-1].value == 6
     weights = torch.load(tmp_path / "w" / "rank0.pt")
     assert torch.equal(weights["G"], weights["G_ema"])  # G never stepped, so its average never moved
-
-
-def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path, tiny_config):
-    config = tiny_config(tmp_path, total=100_000)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "train.py", "--config", str(config)], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while not list((tmp_path / "ckpt").glob("images=*.ckpt")) and time.time() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=60)[0]
-    assert process.returncode == 143, output
-    checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
-    stopped_at = int(checkpoint["state_dict"]["images_seen"])
-    assert stopped_at > 0 and not list((tmp_path / "ckpt").glob("*.tmp"))
-    resume = tiny_config(tmp_path, total=stopped_at + 40)
-    assert train.main(["--config", str(resume), "--ckpt_path", "last"]) == 0
-    assert int(load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]["images_seen"]) >= stopped_at + 40
-
-
-def test_ddp_two_processes_hold_identical_weights(tmp_path, tiny_config):
-    config = tiny_config(tmp_path, total=64, devices=2, strategy="ddp_find_unused_parameters_true",
-                         callbacks=[{"class_path": "tests.helpers.DumpWeights",
-                                     "init_args": {"folder": str(tmp_path / "w")}}])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "train.py", "--config", str(config)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rank0, rank1 = torch.load(tmp_path / "w" / "rank0.pt"), torch.load(tmp_path / "w" / "rank1.pt")
-    for name in ("G", "D", "G_ema"):
-        assert torch.equal(rank0[name], rank1[name]), name
-    # Global batches: 2 x 8 at 8 px, 4 x 8 through the 16 px fade and stabilisation, 4 x 4 at 32 px.
-    assert int(rank0["images_seen"]) == int(rank1["images_seen"]) == 64
-    assert int(load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]["resolution"]) == 32
 
 
 def test_bad_configuration_names_the_key(tmp_path, tiny_config, capsys):
@@ -184,6 +151,8 @@ def test_format_1_checkpoints_resume_only_with_their_constants(tmp_path, tiny_co
     checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
     checkpoint["safefakes"]["format_version"] = 1
     torch.save(checkpoint, tmp_path / "ckpt" / "last.ckpt")
+    for checksum in (tmp_path / "ckpt").glob("*.sha256"):  # format 1 came before checksums
+        checksum.unlink()
     more = tiny_config(tmp_path, total=40)
     assert train.main(["--config", str(more), "--ckpt_path", "last", "--export_onnx", "false"]) == 2
     err = capsys.readouterr().err

@@ -13,7 +13,14 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from gan.checkpoint import KEY, check_initial_weights, check_resumable
 from gan.training.callbacks import FIDCallback, PrivacyCallback, SampleGrids
-from gan.training.checkpointing import ImageCheckpoint
+from gan.training.checkpointing import (
+    CheckpointWriteError,
+    ImageCheckpoint,
+    check_writable,
+    resume_candidates,
+    set_aside,
+    verify,
+)
 from gan.training.datamodule import FaceDataModule
 from gan.training.module import DeepPrivacyGAN
 from gan.training.progress import ImageProgressBar
@@ -125,30 +132,64 @@ def validate_run(cli: SafeFakesCLI) -> None:
             check_initial_weights(model, model.hparams.init_from)
         except (ValueError, FileNotFoundError) as error:
             raise ConfigError(f"model.init_from: {error}") from None
+    try:
+        check_writable(cli.image_checkpoint.dirpath, checkpoint_bytes(model))
+    except CheckpointWriteError as error:
+        raise ConfigError(str(error)) from None
     samples, privacy = cli.callback(SampleGrids), cli.callback(PrivacyCallback)
     for key, num, active in (("samples", samples.num, samples.every_images > 0), ("privacy", privacy.num, privacy.num > 0)):
         if active and data.num_val < num:
             raise ConfigError(f"data.num_val ({data.num_val}) must be >= {key}.num ({num})")
 
 
+def checkpoint_bytes(model) -> int:
+    """About the size of one training checkpoint: the module's state and Adam's two moments of G's and D's weights."""
+    state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    moments = sum(2 * p.numel() * p.element_size() for network in (model.G, model.D) for p in network.parameters())
+    return state + moments
+
+
 def resolve_ckpt_path(cli: SafeFakesCLI) -> str | None:
-    """'last' -> this run's last.ckpt if there is one (a fresh start otherwise); a path must exist and hold a
-    checkpoint that this model can resume (format and constants checked before any heavy work)."""
+    """The checkpoint to resume from, checked before any heavy work.
+
+    'last': this run's newest checkpoint that verifies (``gan.training.checkpointing.verify``): ``last.ckpt``, else
+    the ``images=<n>.ckpt`` files from the newest; each damaged file is named in one line and set aside (renamed,
+    never deleted); a fresh start if the folder holds no checkpoint. A path must exist and verify. Either way the
+    checkpoint's format, architecture, schedule and constants must be those of this run.
+    """
     path = cli.config.ckpt_path
     if path is None:
         return None
     if path == "last":
-        last = cli.image_checkpoint.last_path
-        if not last.is_file():
-            print(f"ckpt_path=last: no {last} yet, starting from scratch")
+        dirpath = cli.image_checkpoint.dirpath
+        candidates = resume_candidates(dirpath)
+        if not candidates:
+            print(f"ckpt_path=last: no checkpoint in {dirpath} yet, starting from scratch")
             return None
-        path = str(last)
-    if not Path(path).is_file():
-        raise ConfigError(f"ckpt_path: no checkpoint file at {path}")
-    try:  # memory-mapped: only the metadata is read here
-        check_resumable(torch.load(path, map_location="cpu", weights_only=True, mmap=True), cli.model.hparams)
+        for candidate in candidates:
+            reason = verify(candidate)
+            if reason is None:
+                path = str(candidate)
+                break
+            if cli.trainer.global_rank == 0:  # the others see the same files
+                aside = set_aside(candidate)
+                print(f"ckpt_path=last: skipped {candidate}: {reason}; kept as {aside.name}", flush=True)
+        else:
+            raise ConfigError(f"ckpt_path=last: no checkpoint in {dirpath} is whole (each was set aside as "
+                              "<name>.damaged); to start from scratch, drop --ckpt_path or use another folder")
+    else:
+        if not Path(path).is_file():
+            raise ConfigError(f"ckpt_path: no checkpoint file at {path}")
+        reason = verify(Path(path))
+        if reason is not None:
+            raise ConfigError(f"ckpt_path {path}: {reason}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: the metadata is read
+    try:
+        check_resumable(checkpoint, cli.model.hparams)
     except ValueError as error:
         raise ConfigError(f"ckpt_path {path}: {error}") from None
+    if cli.config.ckpt_path == "last" and cli.trainer.global_rank == 0:
+        print(f"ckpt_path=last: resuming from {path} ({checkpoint[KEY]['images_seen']} images)", flush=True)
     return path
 
 

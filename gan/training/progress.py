@@ -6,12 +6,20 @@ critic and generator losses. When stdout is not a terminal (CI, ``> log``) it pr
 twentieth of the schedule instead of rewriting a bar with carriage returns.
 """
 
+import os
 import sys
 import time
 from datetime import timedelta
 
 from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
+
+
+def terminal_columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        return 0
 
 
 def duration(seconds: float) -> str:
@@ -30,16 +38,29 @@ class ImageProgressBar(TQDMProgressBar):
         super().__init__()
         self.lines = (not sys.stdout.isatty()) if lines is None else lines
         self.line_every_images = line_every_images
-        self._started: tuple[float, int] | None = None  # (time, images seen) when this process started training
+        self._started: tuple[float, int] = (time.perf_counter(), 0)  # (time, images seen) when this fit started
 
     def init_train_tqdm(self) -> Tqdm:
+        # A terminal that reports a size of 0 x 0 (a pseudo-terminal nobody sized: a harness, some `docker exec -t`)
+        # would get no bar at all from tqdm: it is drawn 80 x 24 there.
+        sized = terminal_columns() > 0
         return Tqdm(desc="train", total=self.trainer.lightning_module.schedule.total_images,
                     position=2 * self.process_position, disable=self.is_disabled or self.lines,
-                    leave=True, dynamic_ncols=True, file=sys.stdout, smoothing=0.1, unit="img",
+                    leave=True, dynamic_ncols=sized, ncols=None if sized else 80, nrows=None if sized else 24,
+                    file=sys.stdout, smoothing=0.1, unit="img",
                     bar_format="{desc} {percentage:3.0f}%|{bar}| {n}/{total} img [{elapsed}<{remaining}, "
                                "{rate_fmt}{postfix}]")
 
+    def on_train_start(self, trainer, *_) -> None:
+        # Lightning calls on_train_epoch_start only at an epoch's start, not when it restores a run in the middle
+        # of an epoch (a resumed checkpoint): the bar and the rate start here, for every fit.
+        super().on_train_start(trainer)
+        self._start(trainer)
+
     def on_train_epoch_start(self, trainer, *_) -> None:
+        self._start(trainer)  # a new epoch: a finished run trained on with a larger schedule
+
+    def _start(self, trainer) -> None:
         module = trainer.lightning_module
         seen = int(module.images_seen)
         self._started = (time.perf_counter(), seen)
