@@ -53,7 +53,8 @@ def main(args: list[str] | None = None) -> int:
         return 1
     if cli.model.training_finished and cli.trainer.is_global_zero:
         out = cli.image_checkpoint.dirpath / "export"
-        export(cli.model.G_ema, out, int(cli.model.images_seen), cli.run_config, onnx=cli.config.export_onnx)
+        export(cli.model.G_ema, out, cli.model.hparams.box_rounding, int(cli.model.images_seen), cli.run_config,
+               onnx=cli.config.export_onnx)
         fid, privacy = cli.callback(FIDCallback), cli.callback(PrivacyCallback)
         logger = cli.trainer.logger
         print(run_summary(int(cli.model.images_seen), time.perf_counter() - started, fid.last,

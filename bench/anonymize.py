@@ -10,13 +10,14 @@ run the same inputs in one process, alternating, and the best of ``--repeats`` r
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import onnxruntime
 import torch
 
 from gan.export import export, load_generator
-from gan.generator import Generator
+from gan.generator import Generator, GeneratorConfig
 
 RESOLUTION = {32: 32, 512: 128}
 
@@ -42,7 +43,7 @@ def main() -> None:
         r = RESOLUTION.get(width, 128)
         with tempfile.TemporaryDirectory() as tmp:
             torch.manual_seed(0)
-            folder = export(Generator(width, r), Path(tmp) / "export")
+            folder = export(Generator(GeneratorConfig(width), r), Path(tmp) / "export", "floor")
             model = load_generator(folder)
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
@@ -57,8 +58,8 @@ def main() -> None:
                          "z": z.numpy()}
                 repeats = args.repeats if (width < 512 or batch == 1) else 1
                 with torch.no_grad():
-                    t_torch = best_time(lambda: model(condition, mask, keypoints, z), repeats)
-                t_onnx = best_time(lambda: session.run(None, feeds), repeats)
+                    t_torch = best_time(partial(model, condition, mask, keypoints, z), repeats)
+                t_onnx = best_time(partial(session.run, None, feeds), repeats)
                 if batch == 1:
                     latency = {"torch eager": t_torch * 1000, "onnxruntime": t_onnx * 1000}
                 else:

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.record import to_float_image
-from gan.conditioning import condition_batch
 from data.convert import convert
-from gan.training.datamodule import FaceDataModule
 from data.demo import build_demo
 from data.prepared import PreparedDataset
+from data.record import to_float_image
+from gan.conditioning import condition_batch
+from gan.training.datamodule import FaceDataModule
 from gan.training.schedule import PAPER_BATCH_SIZES, Schedule
 
 

@@ -9,8 +9,8 @@ Every run is ``python train.py --config <tiny config>`` (width 8, 8 -> 32 px, 96
 images and at each growth, ``ckpt_path: last``), each step made 40 ms slower so that a kill can land anywhere.
 - kill -9: a random moment, chosen as a random images-seen target and a random delay after it; half the trials
   write their output to a file (plain lines), half to a pseudo-terminal (tqdm bar); every third trial (the 2nd,
-  5th, ...) aims at a checkpoint being written (the disk made slow, the kill landing inside the write). The same command is run again
-  until it ends.
+  5th, ...) aims at a checkpoint being written (the disk made slow, the kill landing inside the write). The same
+  command is run again until it ends.
 - SIGTERM (SLURM preemption): exit status 143, a checkpoint at the images seen, then the same command.
 - DDP: 2 processes over gloo, one rank (alternately the launched rank 1 and the launching rank 0) killed with
   kill -9: the time until every process has exited, then the same command.
@@ -36,10 +36,10 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT)]  # this checkout's code, also in the training processes the campaign starts
 
-from data.demo import build_demo
-from gan.training.checkpointing import NAME, verify
+from data.demo import build_demo  # noqa: E402 (after the path above)
+from gan.training.checkpointing import NAME, verify  # noqa: E402
 
 TOTAL = 96
 EVERY = 24
@@ -62,7 +62,7 @@ def write_config(folder: Path, data: Path, devices: int = 1, slow_disk: bool = F
         trainer["strategy"] = "ddp_find_unused_parameters_true"
     config = {
         "seed_everything": 0,
-        "model": {"base_width": 8, "ema_half_life_images": 100,
+        "model": {"generator": {"base_width": 8}, "ema_half_life_images": 100,
                   "schedule": {"start_resolution": 8, "max_resolution": 32, "fade_images": 16, "stabilize_images": 16,
                                "batch_sizes": {8: 8, 16: 8, 32: 4}, "total_images": TOTAL}},
         "data": {"train_path": str(data), "num_val": 8, "num_workers": 0},

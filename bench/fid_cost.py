@@ -14,8 +14,9 @@ import time
 
 import torch
 from flops import count_flops
+
 from gan.features import ONetFeatures
-from gan.generator import Generator
+from gan.generator import Generator, GeneratorConfig
 
 TRAINING_FLOP_PER_IMAGE = 1.73e12  # c = 512 at 128 px: critic step with gradient penalty + generator step
 
@@ -40,7 +41,7 @@ def main() -> None:
     with torch.no_grad():
         onet_rate = throughput(lambda: onet(images), 64)
         onet_flops = count_flops(lambda: onet(images[:1]))
-        generator = Generator(512, 128).eval()
+        generator = Generator(GeneratorConfig(512), 128).eval()
         mask = torch.zeros(2, 1, 128, 128)
         mask[..., 38:90, 38:90] = 1
         keypoints, z = torch.rand(2, 7, 2), torch.zeros(2, 32, 4, 4)

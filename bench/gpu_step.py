@@ -245,6 +245,7 @@ def main(argv=None) -> None:
         results.append(result)
 
     from flops import conv_flops_per_second
+
     from gan.channels import channel_table
 
     width = channel_table(args.base_width, args.max_resolution)
@@ -264,14 +265,16 @@ def main(argv=None) -> None:
 
     print(f"{device}; c = {args.base_width}, batch {args.batch}/device, {args.steps} timed steps after {args.warmup}; "
           f"peak {cell(peak, '.0f')} TFLOP/s bf16 dense")
-    print(f"plain 3x3 conv at the model's width, fwd+bwd: " + ", ".join(f"{conv[r]:.3f} TFLOP/s at {r} px" for r in resolutions))
+    print("plain 3x3 conv at the model's width, fwd+bwd: "
+          + ", ".join(f"{conv[r]:.3f} TFLOP/s at {r} px" for r in resolutions))
     print("| px | variant | devices | img/s | vs eager | GFLOP/img | TFLOP/s | of peak | of plain conv | peak mem GiB "
           "| DDP eff. | warmup s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['resolution']} | {r['variant']} | {r['devices']} | {r['images_per_second']:.1f} | "
               f"{cell(r['vs_eager'], '.2f')} | {r['flop_per_image'] / 1e9:.2f} | {r['tflops']:.3f} | "
-              f"{cell(r['fraction_of_peak'], '.1%')} | {r['of_plain_conv']:.2f} | {cell(r['peak_memory_gib'], '.1f')} | "
+              f"{cell(r['fraction_of_peak'], '.1%')} | {r['of_plain_conv']:.2f} | "
+              f"{cell(r['peak_memory_gib'], '.1f')} | "
               f"{cell(r['ddp_efficiency'], '.2f')} | {r['warmup_seconds']:.0f} |")
     print(json.dumps({"device": device, "peak_tflops": peak, "base_width": args.base_width, "batch": args.batch,
                       "plain_conv_tflops": {str(r): v for r, v in conv.items()}, "results": results}))

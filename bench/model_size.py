@@ -10,7 +10,8 @@ import argparse
 
 import torch
 from flops import count_flops
-from gan import Discriminator, Generator
+
+from gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 
 def main() -> None:
@@ -20,8 +21,8 @@ def main() -> None:
     args = parser.parse_args()
     r = args.resolution
     with torch.device("meta"):
-        generator = Generator(args.base_width, r)
-        discriminator = Discriminator(args.base_width, r)
+        generator = Generator(GeneratorConfig(args.base_width), r)
+        discriminator = Discriminator(DiscriminatorConfig(), args.base_width, r)
         image, mask = torch.empty(1, 3, r, r), torch.zeros(1, 1, r, r)
         keypoints, z = torch.empty(1, 7, 2), torch.empty(1, *generator.latent_shape)
         g_flops = count_flops(lambda: generator(image, mask, keypoints, z, resolution=r))

@@ -21,8 +21,10 @@ from data.demo import build_demo
 from data.face_analysis import FaceAnalyzer
 from data.prepared import PreparedDataset
 from gan.export import export, load_generator
-from gan.generator import Generator
-from gan.privacy import METHODS, anonymize_crops, compare, crop_report, method_fids, references
+from gan.generator import Generator, GeneratorConfig
+from gan.privacy.cli import crop_report
+from gan.privacy.measure import compare, references
+from gan.privacy.methods import METHODS, anonymize_crops, anonymizers, method_fids
 
 
 def main() -> None:
@@ -35,7 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "demo"
         build_demo(data, variants_per_face=max(1, -(-args.faces // 6) - 1))
-        model = args.model or export(Generator(32, 32), Path(tmp) / "export", onnx=False)
+        model = args.model or export(Generator(GeneratorConfig(32), 32), Path(tmp) / "export", "floor", onnx=False)
         dataset = PreparedDataset(data)
         count = min(args.faces, len(dataset))
         batch = dataset.__getitems__(list(range(count)))
@@ -43,7 +45,7 @@ def main() -> None:
         print(f"{count} demo faces at 128 px; generator {generator.meta['architecture']}; torch 1 thread")
 
         started = time.perf_counter()
-        crops = anonymize_crops(batch, generator, seed=0)
+        crops = anonymize_crops(batch, anonymizers(generator, seed=0))
         anonymize_seconds = time.perf_counter() - started
         boxes = batch.box.numpy() * 128
 
@@ -61,20 +63,23 @@ def main() -> None:
         method_fids(crops, "onet")
         fid_seconds = time.perf_counter() - started
 
-        print(f"\n| part | faces/s | ms per face |\n|---|---|---|")
-        print(f"| anonymize, all 5 methods | {count / anonymize_seconds:.1f} | {1000 * anonymize_seconds / count:.1f} |")
+        print("\n| part | faces/s | ms per face |\n|---|---|---|")
+        per_face = 1000 * anonymize_seconds / count
+        print(f"| anonymize, all 5 methods | {count / anonymize_seconds:.1f} | {per_face:.1f} |")
         for name, seconds in per_method.items():
             print(f"| measure {name} | {count / seconds:.1f} | {1000 * seconds / count:.1f} |")
         measure_total = sum(per_method.values())
-        print(f"| measure, all methods (1 process) | {count / measure_total:.2f} | {1000 * measure_total / count:.0f} |")
+        per_face = 1000 * measure_total / count
+        print(f"| measure, all methods (1 process) | {count / measure_total:.2f} | {per_face:.0f} |")
         print(f"| FID (onet), all methods | {count / fid_seconds:.1f} | {1000 * fid_seconds / count:.1f} |")
 
-        print(f"\n| whole report (crop_report) | seconds | faces/s | projected 1,000 faces |\n|---|---|---|---|")
+        print("\n| whole report (crop_report) | seconds | faces/s | projected 1,000 faces |\n|---|---|---|---|")
         for workers in args.workers:
             started = time.perf_counter()
             crop_report(model, data, num=count, workers=workers, progress=False)
             seconds = time.perf_counter() - started
-            print(f"| {workers} worker(s) | {seconds:.1f} | {count / seconds:.2f} | {1000 * seconds / count / 60:.1f} min |")
+            projected = 1000 * seconds / count / 60
+            print(f"| {workers} worker(s) | {seconds:.1f} | {count / seconds:.2f} | {projected:.1f} min |")
 
 
 if __name__ == "__main__":

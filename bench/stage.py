@@ -2,6 +2,7 @@
 
 import torch
 
+from gan.generator import GeneratorConfig
 from gan.training.module import DeepPrivacyGAN
 from gan.training.schedule import Schedule
 
@@ -17,7 +18,7 @@ def module_at(base_width: int, max_resolution: int, resolution: int, batch_size:
     start = next(images for images, r, phase in phases if r == resolution and phase == "stabilize")
     torch.manual_seed(0)
     schedule = Schedule(8, max_resolution, NEVER, NEVER, sizes, total_images=start + steps * batch_size)
-    model = DeepPrivacyGAN(base_width, schedule=schedule, **options)
+    model = DeepPrivacyGAN(GeneratorConfig(base_width), schedule=schedule, **options)
     model.images_seen.fill_(start)
     model.resolution.fill_(resolution)
     return model

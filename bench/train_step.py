@@ -23,16 +23,15 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-
 from flops import conv_flops_per_second, count_flops
 from stage import module_at
 
 from data.demo import build_demo
 from data.record import FaceBatch, to_float_image
 from gan.conditioning import condition_batch
-from gan.training.datamodule import FaceDataModule
 from gan.ema import ema_beta, ema_update
 from gan.losses import epsilon_penalty, generator_loss, gradient_penalty, wgan_d_loss
+from gan.training.datamodule import FaceDataModule
 from gan.training.module import DeepPrivacyGAN
 from gan.training.schedule import Schedule
 
@@ -166,7 +165,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, options in VARIANTS.items():
                     best[name] = max(best[name], lightning_images_per_second(args, data, args.options, **options))
-            print(f"| procedure | img/s | vs paper |\n|---|---|---|")
+            print("| procedure | img/s | vs paper |\n|---|---|---|")
             for name, value in best.items():
                 print(f"| {name} | {value:.1f} | {value / best['paper (default)']:.3f} |")
             return
@@ -176,8 +175,9 @@ def main() -> None:
         print(f"paper model (c = 512, 128 px): {paper_step_flops() / 1e12:.2f} TFLOP per training image")
         print("Per step (ms, median of the rounds): bare; Lightning = inside the step (training_step and its hooks)"
               " + between steps (loading, moving and augmenting the batch, the loop)")
-        print(f"{'res':>4} {'GFLOP/img':>10} {'bare img/s':>11} {'Lightning img/s':>16} {'L/bare':>7} {'eff vs conv':>12}"
-              f" {'bare ms':>8} {'inside ms':>10} {'between ms':>11} {'L/bare median':>14} {'L/bare per round':>20}")
+        print(f"{'res':>4} {'GFLOP/img':>10} {'bare img/s':>11} {'Lightning img/s':>16} {'L/bare':>7}"
+              f" {'eff vs conv':>12} {'bare ms':>8} {'inside ms':>10} {'between ms':>11} {'L/bare median':>14}"
+              f" {'L/bare per round':>20}")
         for resolution in [r for r in (8, 16, 32, 64, 128) if r <= args.max_resolution]:
             runs = [measure(args, data, resolution) for _ in range(args.rounds)]
             m = {key: max(run[key] for run in runs) for key in ("bare", "lightning", "flops")}
@@ -185,8 +185,9 @@ def main() -> None:
             efficiency = m["flops"] * m["lightning"] / conv
             per_round = " ".join(f"{run['lightning'] / run['bare']:.2f}" for run in runs)
             print(f"{resolution:>4} {m['flops'] / 1e9:>10.3f} {m['bare']:>11.1f} {m['lightning']:>16.1f} "
-                  f"{m['lightning'] / m['bare']:>7.3f} {efficiency:>12.2f} {ms['bare_ms']:>8.1f} {ms['inside_ms']:>10.1f}"
-                  f" {ms['between_ms']:>11.1f} {ms['bare_ms'] / (ms['inside_ms'] + ms['between_ms']):>14.3f} {per_round:>20}")
+                  f"{m['lightning'] / m['bare']:>7.3f} {efficiency:>12.2f} {ms['bare_ms']:>8.1f}"
+                  f" {ms['inside_ms']:>10.1f} {ms['between_ms']:>11.1f}"
+                  f" {ms['bare_ms'] / (ms['inside_ms'] + ms['between_ms']):>14.3f} {per_round:>20}")
 
 
 if __name__ == "__main__":

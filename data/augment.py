@@ -13,7 +13,8 @@ from data.keypoints import FLIP_PERMUTATION, keypoints_present
 _BELOW_ONE = 1.0 - 2.0**-24  # largest float32 below 1: keeps a point at x = 0 present after mirroring
 
 
-def flip_annotations(box: torch.Tensor, keypoints: torch.Tensor, flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def flip_annotations(box: torch.Tensor, keypoints: torch.Tensor,
+                     flipped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mirror ``(B, 4)`` boxes and ``(B, 7, 2)`` keypoints where ``flipped`` ``(B,)`` is True."""
     x0, y0, x1, y1 = box.unbind(-1)
     mirrored_box = torch.stack([1 - x1, y0, 1 - x0, y1], dim=-1)
@@ -33,9 +34,11 @@ class FaceAugment(nn.Module):
         color_jitter_probability: chance that a sample is jittered.
     """
 
-    def __init__(self, flip_probability: float = 0.5, color_jitter: float = 0.0, color_jitter_probability: float = 0.8) -> None:
+    def __init__(self, flip_probability: float = 0.5, color_jitter: float = 0.0,
+                 color_jitter_probability: float = 0.8) -> None:
         super().__init__()
-        for name, value in (("flip_probability", flip_probability), ("color_jitter_probability", color_jitter_probability)):
+        probabilities = (("flip_probability", flip_probability), ("color_jitter_probability", color_jitter_probability))
+        for name, value in probabilities:
             if not 0 <= value <= 1:
                 raise ValueError(f"augment.{name} must lie in [0, 1], got {value}")
         if not 0 <= color_jitter <= 0.5:
@@ -50,10 +53,12 @@ class FaceAugment(nn.Module):
     def forward(
         self, image: torch.Tensor, box: torch.Tensor, keypoints: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``image`` ``(B, 3, H, W)`` in [-1, 1], ``box`` ``(B, 4)``, ``keypoints`` ``(B, 7, 2)`` -> the same, augmented."""
+        """``image`` ``(B, 3, H, W)`` in [-1, 1], ``box`` ``(B, 4)``, ``keypoints`` ``(B, 7, 2)`` -> the same,
+        augmented."""
         if self.flip is not None:
-            image = self.flip(image)
-            flipped = self.flip._params["batch_prob"].to(image.device).bool()
+            params = self.flip.forward_parameters(image.shape)  # drawn as forward would draw them, and kept
+            image = self.flip(image, params=params)
+            flipped = params["batch_prob"].to(image.device).bool()
             box, keypoints = flip_annotations(box, keypoints, flipped)
         if self.jitter is not None:
             image = self.jitter((image + 1) / 2).mul(2).sub(1)

@@ -4,6 +4,7 @@ the window inside the photo (pad where it cannot fit), and area-resize to 128 px
 import numpy as np
 from PIL import Image
 
+from data.keypoints import pixel_keypoints_present
 from data.record import IMAGE_SIZE
 
 EXPANSION = 0.35
@@ -54,7 +55,7 @@ def crop_face(
     origin = np.array([x0, y0], dtype=np.float64)
     norm_box = ((np.asarray(box, dtype=np.float64).reshape(2, 2) - origin) / side).reshape(4).clip(0, 1)
     points = np.asarray(keypoints, dtype=np.float64)
-    absent = ~np.isfinite(points).all(axis=1) | (points < 0).any(axis=1)
+    absent = ~pixel_keypoints_present(points)
     norm_points = (points - origin) / side
     outside = ((norm_points < 0) | (norm_points >= 1)).any(axis=1)
     norm_points[absent | outside] = -1

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.keypoints import ABSENT, NUM_KEYPOINTS
+from data.keypoints import ABSENT, NUM_KEYPOINTS, pixel_keypoints_present
 from data.record import DataError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -39,18 +39,21 @@ def no_keypoints() -> np.ndarray:
 def parse_face(entry, where: str) -> Face:
     """One entry of a detections file -> ``Face``; anything malformed is a ``DataError`` naming ``where``."""
     if not isinstance(entry, dict) or "box" not in entry:
-        raise DataError("bad_detections", where, f"expected {{'box': [x0, y0, x1, y1], 'keypoints': ...}}, got {entry!r}")
+        raise DataError("bad_detections", where,
+                        f"expected {{'box': [x0, y0, x1, y1], 'keypoints': ...}}, got {entry!r}")
     try:
         box = np.asarray(entry["box"], dtype=np.float64)
     except (TypeError, ValueError):
         box = np.zeros(0)
     if box.shape != (4,) or not np.isfinite(box).all() or not (box[0] < box[2] and box[1] < box[3]):
-        raise DataError("bad_detections", where, f"box must be [x0, y0, x1, y1] with x0 < x1, y0 < y1; got {entry['box']!r}")
+        raise DataError("bad_detections", where,
+                        f"box must be [x0, y0, x1, y1] with x0 < x1, y0 < y1; got {entry['box']!r}")
     points = entry.get("keypoints")
     if points is None:
         return Face(box, no_keypoints())
     if not isinstance(points, list) or len(points) != NUM_KEYPOINTS:
-        raise DataError("bad_detections", where, f"keypoints must be a list of {NUM_KEYPOINTS} [x, y] pairs (null = absent)")
+        raise DataError("bad_detections", where,
+                        f"keypoints must be a list of {NUM_KEYPOINTS} [x, y] pairs (null = absent)")
     keypoints = no_keypoints()
     for k, point in enumerate(points):
         if point is None or (isinstance(point, list) and len(point) == 2 and None in point):
@@ -61,7 +64,7 @@ def parse_face(entry, where: str) -> Face:
             xy = np.zeros(0)
         if xy.shape != (2,):
             raise DataError("bad_detections", where, f"keypoint {k} must be [x, y] or null, got {point!r}")
-        if np.isfinite(xy).all() and (xy >= 0).all():
+        if pixel_keypoints_present(xy):
             keypoints[k] = xy
     return Face(box, keypoints)
 
@@ -102,7 +105,8 @@ def keypoints_from_68(landmarks: np.ndarray) -> np.ndarray:
 
 
 def require_face_alignment_weights(reason: str = "") -> Path:
-    """The torch.hub checkpoint folder if it holds face-alignment's weights, else an error naming what to place where."""
+    """The torch.hub checkpoint folder if it holds face-alignment's weights, else an error naming what to place
+    where."""
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     missing = [name for name in FACE_ALIGNMENT_WEIGHTS if not (checkpoints / name).is_file()]
     if missing:
@@ -135,4 +139,4 @@ class FaceAlignmentDetector:
         if landmarks is None:
             return []
         return [Face(np.asarray(box[:4], dtype=np.float64), keypoints_from_68(points[:, :2]))
-                for points, box in zip(landmarks, boxes)]
+                for points, box in zip(landmarks, boxes, strict=True)]

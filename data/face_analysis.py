@@ -59,7 +59,10 @@ class FaceAnalyzer:
             raise FileNotFoundError(f"dlib model file(s) missing: {', '.join(missing)}; reinstall: {INSTALL}")
         self.dlib = dlib
         self.mmod = mmod
-        self.detector = dlib.cnn_face_detection_model_v1(str(paths["mmod"])) if mmod else dlib.get_frontal_face_detector()
+        if mmod:
+            self.detector = dlib.cnn_face_detection_model_v1(str(paths["mmod"]))
+        else:
+            self.detector = dlib.get_frontal_face_detector()
         self.shape_predictor = dlib.shape_predictor(str(paths["landmarks"]))
         self.recognizer = dlib.face_recognition_model_v1(str(paths["descriptor"]))
 

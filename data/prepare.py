@@ -23,6 +23,7 @@ from data.detections import PHOTO_SUFFIXES, FaceAlignmentDetector, load_detectio
 from data.prepared import write_prepared
 from data.record import DataError, make_record
 
+
 def photo_records(images: Path, photos: list[Path], faces_of, min_size: int, progress: bool = True):
     """Yield a ``FaceRecord`` per usable face and a ``DataError`` per photo or face left out."""
     index = 0

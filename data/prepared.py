@@ -91,7 +91,8 @@ class PreparedDataset(Dataset[FaceRecord]):
         if not 0 <= index < self.count:
             raise IndexError(f"{self.root}: index {index} out of range for {self.count} samples")
         return make_record(
-            np.asarray(self.images[index]).transpose(1, 2, 0), self.boxes[index], self.keypoints[index], index, str(self.root)
+            np.asarray(self.images[index]).transpose(1, 2, 0), self.boxes[index], self.keypoints[index], index,
+            str(self.root)
         )
 
     def __getitems__(self, indices: Sequence[int]) -> FaceBatch:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data.keypoints import NUM_KEYPOINTS
+from data.keypoints import ABSENT, NUM_KEYPOINTS, keypoints_present
 
 IMAGE_SIZE = 128
 
@@ -71,7 +71,8 @@ def check_box(box: np.ndarray, where: str) -> np.ndarray:
 def check_keypoints(keypoints: np.ndarray, where: str) -> np.ndarray:
     keypoints = np.asarray(keypoints, dtype=np.float32)
     if keypoints.shape != (NUM_KEYPOINTS, 2):
-        raise DataError("bad_keypoints", where, f"keypoints have shape {keypoints.shape}, expected ({NUM_KEYPOINTS}, 2)")
+        raise DataError("bad_keypoints", where,
+                        f"keypoints have shape {keypoints.shape}, expected ({NUM_KEYPOINTS}, 2)")
     if not np.isfinite(keypoints).all():
         bad = sorted({int(i) for i in np.argwhere(~np.isfinite(keypoints))[:, 0]})
         raise DataError("bad_keypoints", where, f"keypoints {bad} are NaN or infinite (mark absent points with -1)")
@@ -81,7 +82,8 @@ def check_keypoints(keypoints: np.ndarray, where: str) -> np.ndarray:
 def make_record(image: np.ndarray, box, keypoints, index: int, source: str) -> FaceRecord:
     """Check every field and build a ``FaceRecord``; raises ``DataError`` naming ``source`` and ``index``."""
     where = f"{source} [index {index}]"
-    return FaceRecord(check_image(image, where), check_box(box, where), check_keypoints(keypoints, where), index, source)
+    return FaceRecord(check_image(image, where), check_box(box, where), check_keypoints(keypoints, where), index,
+                      source)
 
 
 @dataclass
@@ -102,6 +104,16 @@ class FaceBatch:
 
     def pin_memory(self) -> "FaceBatch":
         return FaceBatch(*(t.pin_memory() for t in (self.image, self.box, self.keypoints, self.index)))
+
+    def as_photos(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Each crop as a photo with its one face, as a detector would report it: ``(S, S, 3)`` uint8 images,
+        ``(1, 4)`` boxes and ``(1, 7, 2)`` keypoints in its pixels (absent: ``ABSENT``)."""
+        size = self.image.shape[-1]
+        images = list(self.image.permute(0, 2, 3, 1).cpu().numpy())
+        boxes = [box[None].astype(np.float64) * size for box in self.box.cpu().numpy()]
+        present = keypoints_present(self.keypoints.cpu()).numpy()[..., None]
+        points = np.where(present, self.keypoints.cpu().numpy().astype(np.float64) * size, ABSENT)
+        return images, boxes, [p[None] for p in points]
 
 
 def collate(data: "FaceBatch | Sequence[FaceRecord]") -> FaceBatch:

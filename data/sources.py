@@ -24,7 +24,8 @@ def open_dataset(path: str | Path, split: Split = "train") -> Dataset[FaceRecord
     raise DataError(
         "unknown_format",
         str(root),
-        f"expected manifest.json (prepared), fdf_metainfo.json (FDF release) or {split}/landmarks.npy (DeepPrivacy layout)",
+        f"expected manifest.json (prepared), fdf_metainfo.json (FDF release) or {split}/landmarks.npy "
+        "(DeepPrivacy layout)",
     )
 
 

@@ -16,7 +16,8 @@ from data.record import DataError
 from data.sources import iterate_checked, open_dataset
 
 
-def validate(path: str, split: str = "train", workers: int = 0, progress: bool = True) -> tuple[int, Counter, list[DataError]]:
+def validate(path: str, split: str = "train", workers: int = 0, progress: bool = True) -> tuple[int, Counter,
+                                                                                                list[DataError]]:
     """(samples read, problem counts, the errors). A dataset that cannot be opened counts as one problem."""
     try:
         dataset = open_dataset(path, split)  # type: ignore[arg-type]

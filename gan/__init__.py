@@ -38,7 +38,9 @@ import importlib
 # Imported on first use, so that ``import gan.<module>`` (and ``python -m gan.export``) loads only what it needs.
 _LAZY = {
     "Discriminator": "gan.discriminator",
+    "DiscriminatorConfig": "gan.discriminator",
     "Generator": "gan.generator",
+    "GeneratorConfig": "gan.generator",
     "keypoint_maps": "gan.keypoints",
     "load_generator": "gan.export",
     "FLIP_PERMUTATION": "data.keypoints",

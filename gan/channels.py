@@ -48,7 +48,8 @@ def check_stage(resolution: int, alpha, max_resolution: int) -> None:
     A tensor alpha (a compiled fade's input) must be 0-dim; its value is not read, which would wait for the device.
     """
     if resolution not in trained_resolutions(max_resolution):
-        raise ValueError(f"resolution must be a power of two in [{2 * LATENT_RESOLUTION}, {max_resolution}], got {resolution}")
+        raise ValueError(f"resolution must be a power of two in [{2 * LATENT_RESOLUTION}, {max_resolution}], "
+                         f"got {resolution}")
     if hasattr(alpha, "ndim"):
         if alpha.ndim != 0:
             raise ValueError(f"a tensor alpha must be 0-dim, got shape {tuple(alpha.shape)}")

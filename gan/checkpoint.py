@@ -5,28 +5,26 @@ Lightning writes the model's ``state_dict``, the optimizers, the loops and the h
 adds a ``safefakes`` entry: ``format_version``, ``kind`` (``training``: a full Lightning checkpoint;
 ``weights``: G, G_ema and maybe D only, the ``model.init_from`` of a new run), ``images_seen`` (the whole
 RNG state: every random stream is derived from it), the stage and the resolved run configuration.
-The generator's architecture and constants are read from the hyper-parameters.
+The networks' architecture is read from the hyper-parameters (``architecture``).
 
-Versions: 2 records the equalized-lr gains and PixelNorm's eps as hyper-parameters (the paper's sqrt(2)
-gains are the default). Version 1 checkpoints were trained with gain 1.0 on to_rgb and on the critic's
-output layer: they load for evaluation and export with those constants, and resume only with them.
+Every loader brings an older checkpoint to the current format first (``upgrade``; the versions and what
+changed are in ``gan.formats``): old checkpoints load for evaluation, export and fine-tuning with their own
+architecture, and resume only into networks of that architecture.
 Every load uses ``torch.load(weights_only=True)``: nothing in a checkpoint can run code.
 """
 
+import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from gan.discriminator import Discriminator
-from gan.generator import Generator
+from gan.discriminator import Discriminator, DiscriminatorConfig
+from gan.formats import FORMAT_VERSION, check_version, upgrade_checkpoint
+from gan.generator import Generator, GeneratorConfig
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
 KEY = "safefakes"
-# The constants of format-1 checkpoints (before the paper's gains became the default).
-V1_CONSTANTS = {"to_rgb_gain": 1.0, "critic_output_gain": 1.0, "pixel_norm_eps": 1e-8}
-PAPER_CONSTANTS = {"to_rgb_gain": math.sqrt(2.0), "critic_output_gain": math.sqrt(2.0), "pixel_norm_eps": 1e-8}
 
 
 def checkpoint_metadata(images_seen: int, stage: dict, config: dict | None, kind: str = "training", **extra) -> dict:
@@ -40,64 +38,86 @@ def check_metadata(checkpoint, where: str) -> dict:
     meta = checkpoint.get(KEY) if isinstance(checkpoint, dict) else None
     if meta is None:
         raise ValueError(f"{where}: not a SafeFakes training checkpoint (no {KEY!r} entry)")
-    if meta.get("format_version") not in READABLE_VERSIONS:
-        raise ValueError(f"{where}: SafeFakes checkpoint format version {meta.get('format_version')!r}; "
-                         f"this SafeFakes reads versions {READABLE_VERSIONS}")
+    check_version(meta.get("format_version"), where, "checkpoint")
     return meta
 
 
-def constants(meta: dict, hparams: dict) -> dict:
-    """to_rgb_gain, critic_output_gain and pixel_norm_eps of the networks a checkpoint holds."""
-    if meta["format_version"] == 1:
-        return dict(V1_CONSTANTS)
-    return {name: hparams[name] for name in V1_CONSTANTS}
+def upgrade(checkpoint: dict, where: str = "the checkpoint") -> dict:
+    """``checkpoint`` checked and brought to the current format in place (``gan.formats.upgrade_checkpoint``)."""
+    return upgrade_checkpoint(checkpoint, check_metadata(checkpoint, where))
 
 
-# What a resumed run must share with its checkpoint: the networks' shapes and the growth schedule (only
-# total_images may grow or shrink).
-ARCHITECTURE_KEYS = ("base_width", "latent_channels", "minibatch_std")
+def generator_config(hparams: dict) -> GeneratorConfig:
+    """The generator a (current-format) checkpoint describes; fields added since it was written take their
+    defaults, which are what older versions built."""
+    return GeneratorConfig(**hparams["generator"])
+
+
+def critic_config(hparams: dict) -> DiscriminatorConfig:
+    return DiscriminatorConfig(**(hparams.get("critic") or {}))
+
+
+def differences(saved: dict, ours: dict, keys: list[str]) -> list[tuple[str, object, object]]:
+    """``(key, saved, ours)`` for each dotted key (``generator.base_width``) whose values differ; floats are compared
+    with ``math.isclose`` (YAML and JSON round-trip them)."""
+    out = []
+    for key in keys:
+        a, b = saved, ours
+        for part in key.split("."):
+            a, b = (a or {}).get(part), (b or {}).get(part)
+        same = math.isclose(a, b) if isinstance(a, float) and isinstance(b, float) else a == b
+        if not same:
+            out.append((key, a, b))
+    return out
+
+
+def architecture(hparams: dict, critic: bool = True) -> dict:
+    """The architecture part of (current-format) hyper-parameters, every field present: what must agree."""
+    out = {"generator": asdict(generator_config(hparams)),
+           "schedule": {"max_resolution": hparams["schedule"]["max_resolution"]}}
+    if critic:
+        out["critic"] = asdict(critic_config(hparams))
+    return out
+
+
+def architecture_keys(arch: dict) -> list[str]:
+    return [f"{section}.{field}" for section, fields in arch.items() for field in fields]
+
+
+def describe_differences(differ: list[tuple[str, object, object]], what: str) -> str:
+    """One line: the keys that differ, what the file has, and the flags that would match it."""
+    listed = ", ".join(f"model.{key} = {saved} (this run has {ours})" for key, saved, ours in differ)
+    flags = " ".join(f"--model.{key} {json.dumps(saved) if isinstance(saved, dict) else saved}"
+                     for key, saved, _ in differ)
+    return f"{what} was trained with {listed}: resume with {flags}, or start a new run in another checkpoint.dirpath"
+
+
+# What a resumed run must share with its checkpoint: the networks and the growth schedule (only total_images may
+# grow or shrink).
 SCHEDULE_KEYS = ("start_resolution", "max_resolution", "fade_images", "stabilize_images", "batch_sizes")
 
 
 def check_resumable(checkpoint: dict, hparams) -> None:
-    """Refuse to resume a checkpoint into networks of another architecture, schedule or constants, in one line that
-    says what to set."""
-    meta = check_metadata(checkpoint, "the checkpoint to resume from")
-    saved_hparams = checkpoint.get("hyper_parameters", {})
-    saved_schedule, schedule = saved_hparams.get("schedule", {}), hparams["schedule"]
-    differ = [(f"model.{k}", saved_hparams[k], hparams[k]) for k in ARCHITECTURE_KEYS
-              if k in saved_hparams and saved_hparams[k] != hparams[k]]
-    differ += [(f"model.schedule.{k}", saved_schedule[k], schedule[k]) for k in SCHEDULE_KEYS
-               if k in saved_schedule and saved_schedule[k] != schedule[k]]
+    """Refuse to resume a checkpoint into networks of another architecture or schedule, in one line that says what
+    to set. Upgrades an older checkpoint in place first."""
+    meta = upgrade(checkpoint, "the checkpoint to resume from")[KEY]
+    saved = checkpoint["hyper_parameters"]
+    ours = {**architecture(dict(hparams)), "schedule": hparams["schedule"]}
+    keys = architecture_keys(architecture(ours)) + [f"schedule.{k}" for k in SCHEDULE_KEYS]
+    differ = differences({**architecture(saved), "schedule": saved.get("schedule", {})}, ours, keys)
     if differ:
-        raise ValueError("the checkpoint was trained with " + ", ".join(
-            f"{key} = {saved} (this run has {ours})" for key, saved, ours in differ)
-            + ": resume with the checkpoint's settings, or start a new run in another checkpoint.dirpath")
-    saved = constants(meta, checkpoint.get("hyper_parameters", {}))
-    differ = {name: value for name, value in saved.items() if not math.isclose(float(hparams[name]), value)}
-    if differ:
-        flags = " ".join(f"--model.{name} {value}" for name, value in saved.items())
-        raise ValueError(
-            f"the checkpoint to resume from (format {meta['format_version']}) was trained with {saved}; the model is "
-            f"built with { {name: hparams[name] for name in saved} }: resume with {flags}, or start a new run"
-        )
-
-
-def generator_from_hparams(hparams: dict, meta: dict) -> Generator:
-    """An untrained generator of the architecture and constants a checkpoint describes."""
-    c = constants(meta, hparams)
-    return Generator(hparams["base_width"], hparams["schedule"]["max_resolution"], hparams["latent_channels"],
-                     c["to_rgb_gain"], c["pixel_norm_eps"])
+        old = f" (format {meta['upgraded_from']})" if "upgraded_from" in meta else ""
+        raise ValueError(describe_differences(differ, f"the checkpoint{old}"))
 
 
 def load_checkpoint_file(path: str | Path) -> dict:
-    """A SafeFakes checkpoint (training or weights), unpickled safely (``weights_only=True``); errors name the file."""
+    """A SafeFakes checkpoint (training or weights), unpickled safely (``weights_only=True``) and upgraded to the
+    current format; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    check_metadata(checkpoint, str(path))
-    return checkpoint
+    return upgrade(checkpoint, str(path))
 
 
 
@@ -105,7 +125,7 @@ def ema_generator_from_checkpoint(path: str | Path) -> tuple[Generator, dict]:
     """(the EMA generator in eval mode, the checkpoint's ``safefakes`` metadata), loaded strictly."""
     checkpoint = load_checkpoint_file(path)
     hparams, meta = checkpoint["hyper_parameters"], checkpoint[KEY]
-    generator = generator_from_hparams(hparams, meta)
+    generator = Generator(generator_config(hparams), hparams["schedule"]["max_resolution"])
     generator.load_state_dict(submodule_state(checkpoint["state_dict"], "G_ema"), strict=True)
     return generator.requires_grad_(False).eval(), {**meta, "hyper_parameters": hparams}
 
@@ -116,19 +136,17 @@ def submodule_state(state: dict, name: str) -> dict:
 
 
 def save_weights(path: str | Path, generator: Generator, ema: Generator, critic: Discriminator | None,
-                 images_seen: int, source: dict) -> Path:
-    """A ``weights`` checkpoint: G, G_ema and (if given) D with the hyper-parameters that rebuild them."""
+                 images_seen: int, source: dict, box_rounding: str) -> Path:
+    """A ``weights`` checkpoint: G, G_ema and (if given) D with the hyper-parameters that rebuild them, and the box
+    rounding they were trained with."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {f"G.{k}": v for k, v in generator.state_dict().items()}
     state.update({f"G_ema.{k}": v for k, v in ema.state_dict().items()})
     if critic is not None:
         state.update({f"D.{k}": v for k, v in critic.state_dict().items()})
-    hparams = {"base_width": generator.base_width, "latent_channels": generator.latent_channels,
-               "schedule": {"max_resolution": generator.max_resolution},
-               "to_rgb_gain": generator.to_rgb_gain, "pixel_norm_eps": generator.pixel_norm_eps,
-               "critic_output_gain": critic.output_gain if critic is not None else PAPER_CONSTANTS["critic_output_gain"],
-               "minibatch_std": bool(critic is not None and critic.final.minibatch_std is not None)}
+    hparams = {"generator": asdict(generator.config), "critic": asdict(critic.config) if critic is not None else None,
+               "schedule": {"max_resolution": generator.max_resolution}, "box_rounding": box_rounding}
     stage = {"resolution": generator.max_resolution, "alpha": 1.0}
     meta = checkpoint_metadata(images_seen, stage, None, kind="weights", has_critic=critic is not None, source=source)
     torch.save({KEY: meta, "hyper_parameters": hparams, "state_dict": state}, path)
@@ -136,20 +154,15 @@ def save_weights(path: str | Path, generator: Generator, ema: Generator, critic:
 
 
 def check_initial_weights(module, path: str | Path) -> dict:
-    """The checkpoint at ``path`` if the module's architecture and constants are those of the file; else a
-    ValueError naming the keys to set."""
+    """The checkpoint at ``path`` if the module's networks are those of the file (its critic too, if it holds one);
+    else a ValueError naming the keys to set."""
     checkpoint = load_checkpoint_file(path)
-    meta, saved = checkpoint[KEY], checkpoint["hyper_parameters"]
-    ours = module.hparams
-    expected = {"base_width": saved["base_width"], "latent_channels": saved["latent_channels"],
-                "schedule.max_resolution": saved["schedule"]["max_resolution"], **constants(meta, saved)}
-    actual = {"base_width": ours["base_width"], "latent_channels": ours["latent_channels"],
-              "schedule.max_resolution": module.schedule.max_resolution,
-              **{name: ours[name] for name in V1_CONSTANTS}}
-    differ = [f"model.{k}: {expected[k]} (the run has {actual[k]})" for k in expected
-              if not math.isclose(float(actual[k]), float(expected[k]))]
+    has_critic = checkpoint[KEY].get("has_critic", True)
+    saved = architecture(checkpoint["hyper_parameters"], critic=has_critic)
+    differ = differences(saved, architecture(dict(module.hparams), critic=has_critic), architecture_keys(saved))
     if differ:
-        raise ValueError(f"model.init_from {path}: set " + "; ".join(differ))
+        raise ValueError(f"model.init_from {path}: set " + "; ".join(
+            f"model.{key}: {value} (the run has {ours})" for key, value, ours in differ))
     return checkpoint
 
 

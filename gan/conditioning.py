@@ -29,32 +29,39 @@ class Conditioned:
 
 
 Rounding = Literal["outward", "floor"]
+ROUNDINGS = ("outward", "floor")
 
 
-def box_pixels(box: torch.Tensor, resolution: int, rounding: Rounding = "outward",
+def check_rounding(rounding: str) -> Rounding:
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"box rounding must be 'outward' or 'floor', got {rounding!r}")
+    return rounding  # type: ignore[return-value]
+
+
+def box_pixels(box: torch.Tensor, resolution: int, rounding: Rounding,
                jitter: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, 4)`` normalised xyxy boxes -> (start, end) ``(B, 2)`` whole pixels at ``resolution``, end exclusive.
 
-    rounding: ``outward`` floors the start and ceils the end, so no face pixel is left outside (SafeFakes'
-        choice, and always the anonymizer's); ``floor`` floors both ends (DeepPrivacy's dataset rule: up to 1 px
-        smaller at 8-32 px).
+    rounding: ``floor`` floors both ends (DeepPrivacy's dataset rule, the paper's recipe: up to 1 px smaller at
+        8-32 px); ``outward`` floors the start and ceils the end, so no face pixel is left outside. There is no
+        default: training names ``model.box_rounding``, and whatever conditions a trained generator (FID, the
+        anonymizer, the privacy report) uses the rule it was trained with (an export's
+        ``conditioning.box_rounding``).
     jitter: ``(B,)`` factors s in [-p, p] (DeepPrivacy's training augmentation, p = 2 %): each side moves out by
         ``trunc(s * side)`` whole pixels (in by that much for s < 0), keeping the centre; then clipped to the image.
     """
     pixels = box.float() * resolution
-    if rounding == "outward":
+    if check_rounding(rounding) == "outward":
         start, end = pixels[:, :2].floor(), pixels[:, 2:].ceil()
-    elif rounding == "floor":
-        start, end = pixels[:, :2].floor(), pixels[:, 2:].floor()
     else:
-        raise ValueError(f"box rounding must be 'outward' or 'floor', got {rounding!r}")
+        start, end = pixels[:, :2].floor(), pixels[:, 2:].floor()
     if jitter is not None:
         delta = (jitter.float().view(-1, 1) * (end - start)).trunc()
         start, end = (start - delta).clamp(0, resolution), (end + delta).clamp(0, resolution)
     return start, end
 
 
-def box_mask(box: torch.Tensor, resolution: int, rounding: Rounding = "outward",
+def box_mask(box: torch.Tensor, resolution: int, rounding: Rounding,
              jitter: torch.Tensor | None = None) -> torch.Tensor:
     """``(B, 4)`` normalised xyxy boxes -> ``(B, 1, r, r)`` float mask, 1 on the box's pixels (see ``box_pixels``)."""
     start, end = box_pixels(box, resolution, rounding, jitter)
@@ -72,8 +79,8 @@ def downsample_to(image: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def condition_batch(
-    image: torch.Tensor, box: torch.Tensor, keypoints: torch.Tensor, resolution: int, alpha: float = 1.0,
-    rounding: Rounding = "outward", jitter: torch.Tensor | None = None,
+    image: torch.Tensor, box: torch.Tensor, keypoints: torch.Tensor, resolution: int, rounding: Rounding,
+    alpha: float = 1.0, jitter: torch.Tensor | None = None,
 ) -> Conditioned:
     """``image`` ``(B, 3, S, S)`` float in [-1, 1] -> the ``Conditioned`` batch at ``resolution``; ``rounding`` and
     ``jitter`` place the box (``box_pixels``)."""

@@ -5,6 +5,7 @@ before every block, the same ``resolution`` / ``alpha`` selection of the active 
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -12,8 +13,16 @@ from torch import nn
 from data.keypoints import NUM_KEYPOINTS
 from gan.channels import LATENT_RESOLUTION, channel_table, check_stage, discriminator_base_width, trained_resolutions
 from gan.keypoints import keypoint_maps
-from gan.layers import (ConvAct, EqualizedConv2d, EqualizedLinear, MinibatchStdDev, blend, downsample, fade_paths,
-                        per_resolution)
+from gan.layers import (
+    ConvAct,
+    EqualizedConv2d,
+    EqualizedLinear,
+    MinibatchStdDev,
+    blend,
+    downsample,
+    fade_paths,
+    per_resolution,
+)
 
 
 class DiscriminatorBlock(nn.Module):
@@ -46,25 +55,34 @@ class FinalBlock(nn.Module):
         return self.linear(x.flatten(1))
 
 
-class Discriminator(nn.Module):
-    """Conditional progressive critic (WGAN: unbounded scores).
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """The critic's architecture: the ``model.critic`` section, and ``architecture.critic`` in checkpoints. Its
+    width follows the generator's c and its size the schedule's ``max_resolution``, both given to
+    ``Discriminator`` beside it.
 
     Args:
-        base_width: the generator's c; the critic uses ``floor(c * sqrt(2) / 8) * 8`` (720 for 512).
-        max_resolution: the largest resolution built.
         minibatch_std: append ProGAN's minibatch-stddev channel at 4x4 (DeepPrivacy v1 did not).
         output_gain: equalized-lr gain of the final linear layer (sqrt(2) in DeepPrivacy's 2019 critic).
     """
 
-    def __init__(self, base_width: int = 512, max_resolution: int = 128, minibatch_std: bool = False,
-                 output_gain: float = math.sqrt(2.0)) -> None:
+    minibatch_std: bool = False
+    output_gain: float = math.sqrt(2.0)
+
+
+class Discriminator(nn.Module):
+    """Conditional progressive critic (WGAN: unbounded scores) of the architecture ``config``, for a generator of
+    width ``base_width`` (the critic uses ``floor(c * sqrt(2) / 8) * 8``, 720 for 512), up to ``max_resolution``."""
+
+    def __init__(self, config: DiscriminatorConfig = DiscriminatorConfig(), base_width: int = 512,
+                 max_resolution: int = 128) -> None:
         super().__init__()
-        self.base_width, self.max_resolution, self.output_gain = base_width, max_resolution, output_gain
+        self.config, self.base_width, self.max_resolution = config, base_width, max_resolution
         self.channels = ch = channel_table(discriminator_base_width(base_width), max_resolution)
         res = trained_resolutions(max_resolution)
         self.from_rgb = per_resolution(lambda r: ConvAct(6, ch[r], 1, pixel_norm_eps=None), [LATENT_RESOLUTION, *res])
         self.blocks = per_resolution(lambda r: DiscriminatorBlock(ch[r], ch[r // 2]), res)
-        self.final = FinalBlock(ch[LATENT_RESOLUTION], minibatch_std, output_gain)
+        self.final = FinalBlock(ch[LATENT_RESOLUTION], config.minibatch_std, config.output_gain)
 
     def forward(
         self,

@@ -33,7 +33,7 @@ def evaluate(checkpoint: str, data: str, split: str = "val", num: int | None = N
              output: str = "composited") -> dict:
     generator, meta = ema_generator_from_checkpoint(checkpoint)
     generator.to(device)
-    stage = meta["stage"]
+    stage, rounding = meta["stage"], meta["hyper_parameters"]["box_rounding"]  # the rule it was trained with
     if resolution is None:
         resolution, alpha = stage["resolution"], stage["alpha"]
     else:
@@ -48,7 +48,7 @@ def evaluate(checkpoint: str, data: str, split: str = "val", num: int | None = N
     started = time.perf_counter()
     for z in ("zero", "random"):
         batches = tqdm(loader, desc=f"FID z={z}", disable=not progress)
-        report["fid"][f"z={z}"] = evaluator(generator, batches, resolution, alpha, z, seed, device, output)
+        report["fid"][f"z={z}"] = evaluator(generator, batches, resolution, rounding, alpha, z, seed, device, output)
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
 

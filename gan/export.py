@@ -6,7 +6,9 @@ The export runs at the generator's full resolution with alpha = 1 and holds no c
 describes the architecture and every input convention, ``generator.safetensors`` the weights (its sha256
 is in the JSON), ``generator.onnx`` the same network for onnxruntime and other runtimes.
 ``gan.load_generator(DIR)`` rebuilds it strictly; ``load_onnx_generator(DIR)`` runs the ONNX file in onnxruntime.
-Both check the format version and the sha256 that ``generator.json`` records for the file they read.
+Both check the format version and the sha256 that ``generator.json`` records for the file they read, and read an
+older ``generator.json`` through ``gan.formats.upgrade_export``. ``conditioning.box_rounding`` is the rule the
+generator was trained with; the anonymizer and the privacy report place the box by it.
 """
 
 import argparse
@@ -14,6 +16,7 @@ import json
 import logging
 import sys
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +29,11 @@ from data.crop import EXPANSION
 from data.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from gan.channels import LATENT_RESOLUTION
 from gan.checkpoint import ema_generator_from_checkpoint
-from gan.generator import Generator
+from gan.conditioning import Rounding, check_rounding
+from gan.formats import FORMAT_VERSION, READABLE_VERSIONS, upgrade_export
+from gan.generator import Generator, GeneratorConfig
 
 FORMAT = "safefakes-generator"
-FORMAT_VERSION = 2  # 2: the architecture records to_rgb_gain and pixel_norm_eps (version 1: 1.0 and 1e-8)
-READABLE_VERSIONS = (1, 2)
 INPUT_NAMES = ("condition", "mask", "keypoints", "z")
 
 
@@ -48,19 +51,21 @@ class ExportedGenerator(nn.Module):
         self.resolution = generator.max_resolution
         self.latent_shape = generator.latent_shape
 
-    def forward(self, condition: torch.Tensor, mask: torch.Tensor, keypoints: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, condition: torch.Tensor, mask: torch.Tensor, keypoints: torch.Tensor,
+                z: torch.Tensor) -> torch.Tensor:
         return self.generator(condition, mask, keypoints, z, resolution=self.resolution, alpha=1.0)
 
 
-def describe(generator: Generator, images_seen: int, config: dict | None, source: dict | None = None) -> dict:
+def describe(generator: Generator, box_rounding: Rounding, images_seen: int, config: dict | None,
+             source: dict | None = None) -> dict:
     r = generator.max_resolution
     z = LATENT_RESOLUTION
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "architecture": {"class": "gan.generator.Generator", "base_width": generator.base_width,
-                         "max_resolution": r, "latent_channels": generator.latent_channels,
-                         "to_rgb_gain": generator.to_rgb_gain, "pixel_norm_eps": generator.pixel_norm_eps},
+        "architecture": {"class": "gan.generator.Generator", "max_resolution": r,
+                         "generator": asdict(generator.config)},
+        "conditioning": {"box_rounding": check_rounding(box_rounding)},
         "resolution": r,
         "alpha": 1.0,
         "inputs": {
@@ -71,7 +76,7 @@ def describe(generator: Generator, images_seen: int, config: dict | None, source
             "keypoints": {"shape": ["B", NUM_KEYPOINTS, 2], "dtype": "float32", "names": list(KEYPOINT_NAMES),
                           "coordinates": "(x, y) normalised to [0, 1) inside the crop; x right, y down",
                           "absent": "any point outside [0, 1) (use -1)", "left_right": "the subject's left"},
-            "z": {"shape": ["B", generator.latent_channels, z, z], "dtype": "float32",
+            "z": {"shape": ["B", generator.config.latent_channels, z, z], "dtype": "float32",
                   "distribution": "N(0, 1); zeros give the mean face"},
         },
         "output": {"name": "image", "shape": ["B", 3, r, r], "range": [-1.0, 1.0],
@@ -84,9 +89,10 @@ def describe(generator: Generator, images_seen: int, config: dict | None, source
     }
 
 
-def export(generator: Generator, out: str | Path, images_seen: int = 0, config: dict | None = None,
-           onnx: bool = True, source: dict | None = None) -> Path:
-    """Write generator.safetensors, generator.json and (optionally) generator.onnx into ``out``."""
+def export(generator: Generator, out: str | Path, box_rounding: Rounding, images_seen: int = 0,
+           config: dict | None = None, onnx: bool = True, source: dict | None = None) -> Path:
+    """Write generator.safetensors, generator.json and (optionally) generator.onnx into ``out``; ``box_rounding``
+    is the rule the generator was trained with (``model.box_rounding``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     generator = generator.cpu().eval()
@@ -94,7 +100,7 @@ def export(generator: Generator, out: str | Path, images_seen: int = 0, config: 
     # One metadata entry: safetensors writes several in a random order, and a re-export must be byte-identical.
     save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, weights,
               metadata={"format": f"{FORMAT} {FORMAT_VERSION}"})
-    description = describe(generator, images_seen, config, source)
+    description = describe(generator, box_rounding, images_seen, config, source)
     description["sha256"] = sha256_file(weights)
     if onnx:
         export_onnx(ExportedGenerator(generator).eval(), out / "generator.onnx")
@@ -136,7 +142,7 @@ class ExportError(ValueError):
 
 
 def read_description(folder: str | Path) -> dict:
-    """``generator.json`` of an export folder, its format and version checked."""
+    """``generator.json`` of an export folder, its format and version checked, in the current version's layout."""
     meta_path = Path(folder) / "generator.json"
     if not meta_path.is_file():
         raise ExportError(f"{meta_path}: missing (an export holds generator.json and generator.safetensors)")
@@ -144,11 +150,12 @@ def read_description(folder: str | Path) -> dict:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as error:
         raise ExportError(f"{meta_path}: not valid JSON: {error}") from error
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
+    if not isinstance(meta,
+                      dict) or meta.get("format") != FORMAT or meta.get("format_version") not in READABLE_VERSIONS:
         found = (meta.get("format"), meta.get("format_version")) if isinstance(meta, dict) else (None, None)
         raise ExportError(f"{meta_path}: format {found[0]!r} version {found[1]!r}; "
                           f"this SafeFakes reads {FORMAT!r} versions {READABLE_VERSIONS}")
-    return meta
+    return upgrade_export(meta)
 
 
 def verified_file(folder: Path, name: str, expected: str | None) -> Path:
@@ -169,10 +176,7 @@ def load_generator(folder: str | Path) -> ExportedGenerator:
     meta = read_description(folder)
     weights = verified_file(folder, "generator.safetensors", meta.get("sha256"))
     arch = meta["architecture"]
-    if meta["format_version"] == 1:  # exported before the paper's to_rgb gain became the default
-        arch = {**arch, "to_rgb_gain": 1.0, "pixel_norm_eps": 1e-8}
-    generator = Generator(arch["base_width"], arch["max_resolution"], arch["latent_channels"], arch["to_rgb_gain"],
-                          arch["pixel_norm_eps"])
+    generator = Generator(GeneratorConfig(**arch["generator"]), arch["max_resolution"])
     state = load_file(weights)
     expected = set(generator.state_dict())
     missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -196,7 +200,7 @@ class OnnxGenerator:
         self.resolution = meta["resolution"]
 
     def __call__(self, condition, mask, keypoints, z) -> torch.Tensor:
-        feeds = dict(zip(INPUT_NAMES, (condition, mask, keypoints, z)))
+        feeds = dict(zip(INPUT_NAMES, (condition, mask, keypoints, z), strict=True))
         (out,) = self.session.run(None, {k: v.cpu().numpy().astype(np.float32) for k, v in feeds.items()})
         return torch.from_numpy(out)
 
@@ -221,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    export(generator, args.out, meta["images_seen"], meta.get("config"), onnx=not args.no_onnx)
+    export(generator, args.out, meta["hyper_parameters"]["box_rounding"], meta["images_seen"], meta.get("config"),
+           onnx=not args.no_onnx)
     print(f"exported the EMA generator ({meta['images_seen']} images seen) to {args.out}")
     return 0
 

@@ -5,6 +5,7 @@ the active path, so the parameter set never changes while the network grows.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -13,6 +14,26 @@ from data.keypoints import NUM_KEYPOINTS
 from gan.channels import LATENT_RESOLUTION, channel_table, check_stage, trained_resolutions
 from gan.keypoints import keypoint_maps
 from gan.layers import ConvAct, EqualizedConv2d, blend, downsample, fade_paths, per_resolution, upsample
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The generator's architecture: the ``model.generator`` section, and ``architecture.generator`` in checkpoints
+    and exports. Its size is the schedule's ``max_resolution``, given to ``Generator`` beside it.
+
+    Args:
+        base_width: c, the width at 4..32 px (512 in the paper); see ``gan.channels.channel_table``. The critic's
+            width follows it (``floor(c * sqrt(2) / 8) * 8``).
+        latent_channels: channels of the spatial latent z of shape ``(latent_channels, 4, 4)``.
+        to_rgb_gain: equalized-lr gain of the to_rgb layers (sqrt(2) in DeepPrivacy, like every other conv).
+        pixel_norm_eps: PixelNorm's eps (1e-8 in DeepPrivacy 2019 and the paper, 1e-7 in its current code).
+    """
+
+    base_width: int = 512
+    latent_channels: int = 32
+    to_rgb_gain: float = math.sqrt(2.0)
+    pixel_norm_eps: float = 1e-8
+
 
 def mask_region(mask: torch.Tensor) -> torch.Tensor:
     """``(B, 1, H, W)`` float mask -> bool, True where a pixel is to be generated (mask > 0.5)."""
@@ -55,34 +76,25 @@ class Bottleneck(nn.Module):
 
 
 class Generator(nn.Module):
-    """Conditional progressive U-Net generator.
+    """Conditional progressive U-Net generator of the architecture ``config``, built up to ``max_resolution``
+    (128 in the paper)."""
 
-    Args:
-        base_width: c, the width at 4..32 px (512 in the paper); see ``gan.channels.channel_table``.
-        max_resolution: the largest resolution built (128 in the paper).
-        latent_channels: channels of the spatial latent z of shape ``(latent_channels, 4, 4)``.
-        to_rgb_gain: equalized-lr gain of the to_rgb layers (sqrt(2) in DeepPrivacy, like every other conv).
-        pixel_norm_eps: PixelNorm's eps (1e-8 in DeepPrivacy 2019 and the paper, 1e-7 in its current code).
-    """
-
-    def __init__(self, base_width: int = 512, max_resolution: int = 128, latent_channels: int = 32,
-                 to_rgb_gain: float = math.sqrt(2.0), pixel_norm_eps: float = 1e-8) -> None:
+    def __init__(self, config: GeneratorConfig = GeneratorConfig(), max_resolution: int = 128) -> None:
         super().__init__()
-        self.base_width, self.max_resolution, self.latent_channels = base_width, max_resolution, latent_channels
-        self.to_rgb_gain, self.pixel_norm_eps = to_rgb_gain, pixel_norm_eps
-        eps = pixel_norm_eps
-        self.channels = ch = channel_table(base_width, max_resolution)
+        self.config, self.max_resolution = config, max_resolution
+        eps = config.pixel_norm_eps
+        self.channels = ch = channel_table(config.base_width, max_resolution)
         res = trained_resolutions(max_resolution)
         rgb_res = [LATENT_RESOLUTION, *res]  # from_rgb / to_rgb also at 4 px: the old path while 8 px fades in
         self.from_rgb = per_resolution(lambda r: ConvAct(3, ch[r], 1, eps), rgb_res)
         self.encoder = per_resolution(lambda r: EncoderBlock(ch[r], ch[r // 2], eps), res)
-        self.bottleneck = Bottleneck(ch[LATENT_RESOLUTION], latent_channels, eps)
+        self.bottleneck = Bottleneck(ch[LATENT_RESOLUTION], config.latent_channels, eps)
         self.decoder = per_resolution(lambda r: DecoderBlock(ch[r // 2], ch[r // 2], ch[r], eps), res)
-        self.to_rgb = per_resolution(lambda r: EqualizedConv2d(ch[r], 3, 1, gain=to_rgb_gain), rgb_res)
+        self.to_rgb = per_resolution(lambda r: EqualizedConv2d(ch[r], 3, 1, gain=config.to_rgb_gain), rgb_res)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        return (self.latent_channels, LATENT_RESOLUTION, LATENT_RESOLUTION)
+        return (self.config.latent_channels, LATENT_RESOLUTION, LATENT_RESOLUTION)
 
     def forward(
         self,

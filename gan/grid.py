@@ -15,7 +15,8 @@ HEADER = 14
 
 
 def make_grid(images: torch.Tensor, columns: int, padding: int = 2, min_size: int = 64) -> torch.Tensor:
-    """``(N, 3, H, W)`` in [-1, 1] -> ``(3, H', W')`` float in [0, 1], row-major, upsampled (nearest) to ``min_size``."""
+    """``(N, 3, H, W)`` in [-1, 1] -> ``(3, H', W')`` float in [0, 1], row-major, upsampled (nearest) to
+    ``min_size``."""
     if images.shape[-1] < min_size:
         images = F.interpolate(images.float(), scale_factor=min_size // images.shape[-1], mode="nearest")
     images = ((images.float() + 1) / 2).clamp(0, 1)
@@ -42,7 +43,8 @@ def draw_keypoints(images: torch.Tensor, keypoints: torch.Tensor) -> torch.Tenso
 
 def sample_grid(condition: torch.Tensor, generated: torch.Tensor, real: torch.Tensor, keypoints: torch.Tensor,
                 triplets_per_row: int = 2, size: int = 64) -> torch.Tensor:
-    """condition (keypoints drawn) | generated | real for each face, labelled in a header row: ``(3, H, W)`` in [0, 1]."""
+    """condition (keypoints drawn) | generated | real for each face, labelled in a header row: ``(3, H, W)`` in
+    [0, 1]."""
     scale = max(size // condition.shape[-1], 1)
     up = [F.interpolate(t.float(), scale_factor=scale, mode="nearest") if scale > 1 else t.float()
           for t in (condition, generated, real)]

@@ -38,12 +38,13 @@ import torch
 
 from data.checksum import sha256_file
 from gan.channels import LATENT_RESOLUTION
-from gan.checkpoint import PAPER_CONSTANTS, save_weights
-from gan.discriminator import Discriminator
+from gan.checkpoint import save_weights
+from gan.discriminator import Discriminator, DiscriminatorConfig
 from gan.export import export
-from gan.generator import Generator
+from gan.generator import Generator, GeneratorConfig
 
 EPS = {"2019": 1e-8, "current": 1e-7}  # PixelNorm's eps in each code base
+BOX_ROUNDING = "floor"  # DeepPrivacy's datasets floor both box ends at every resolution
 
 
 class DeepPrivacyImportError(ValueError):
@@ -65,7 +66,8 @@ def read_checkpoint(path: str | Path) -> dict:
         ) from None
     if not isinstance(checkpoint, dict) or "running_average_generator" not in checkpoint:
         keys = list(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise DeepPrivacyImportError(f"{path}: not a DeepPrivacy checkpoint (no 'running_average_generator'; has {keys})")
+        raise DeepPrivacyImportError(f"{path}: not a DeepPrivacy checkpoint (no 'running_average_generator'; "
+                                     f"has {keys})")
     return checkpoint
 
 
@@ -116,7 +118,8 @@ def generator_layout_2019(resolution: int) -> dict[str, str]:
     # 4 px block last (its children, not a U-Net block, were wrapped when the network first grew past 8 px).
     pair(f"encoder.{resolution}", "new_down.0.model")
     for i in range(steps - 1):
-        pair(f"encoder.{resolution >> (i + 1)}", "core_blocks_down.0.0.model" if i == 0 else f"core_blocks_down.{i}.1.model")
+        pair(f"encoder.{resolution >> (i + 1)}",
+             "core_blocks_down.0.0.model" if i == 0 else f"core_blocks_down.{i}.1.model")
     pair("bottleneck.pre", f"core_blocks_down.{steps - 1}.1")
     layout.update(_conv("bottleneck.fuse.0", "core_blocks_up.0.0.0", w, b))
     for j in (0, 1):
@@ -219,7 +222,8 @@ def build_generator(state: dict, fmt: str, info: dict, name: str) -> tuple[Gener
     c, resolution = generator_geometry(state, fmt, info)
     latent_key = "core_blocks_up.0.0.0.0.conv.weight" if fmt == "2019" else "decoder.conv1x1.conv.0.weight"
     latent_channels = int(state[latent_key].shape[1]) - c - 7
-    generator = Generator(c, resolution, latent_channels, PAPER_CONSTANTS["to_rgb_gain"], EPS[fmt])
+    # The paper's equalized-lr gains are GeneratorConfig's defaults; only PixelNorm's eps differs between the codes.
+    generator = Generator(GeneratorConfig(c, latent_channels, pixel_norm_eps=EPS[fmt]), resolution)
     layout = generator_layout_2019(resolution) if fmt == "2019" else generator_layout_current(resolution)
     return generator, fill(generator, state, layout, name)
 
@@ -235,11 +239,12 @@ def import_checkpoint(path: str | Path, out: str | Path, training_checkpoint: st
     ema, fresh = build_generator(ema_state, fmt, info, f"{path} [running_average_generator]")
     images_seen = int(checkpoint.get("global_step", 0))  # DeepPrivacy's own counter of images (not Lightning's)
     source = {"kind": "deepprivacy", "format": fmt, "file": str(path), "sha256": sha256_file(path),
-              "global_step": images_seen, "resolution": ema.max_resolution, "base_width": ema.base_width,
+              "global_step": images_seen, "resolution": ema.max_resolution, "base_width": ema.config.base_width,
               "critic": "imported" if fmt == "2019" and "D" in checkpoint else
-                        "not imported: DeepPrivacy's current critic has another architecture; fine-tuning starts a fresh critic"}
-    export(ema, out, images_seen, config=None, onnx=onnx, source=source)
-    summary = {"format": fmt, "resolution": ema.max_resolution, "base_width": ema.base_width,
+                        "not imported: DeepPrivacy's current critic has another architecture; fine-tuning starts a "
+                        "fresh critic"}
+    export(ema, out, BOX_ROUNDING, images_seen, config=None, onnx=onnx, source=source)
+    summary = {"format": fmt, "resolution": ema.max_resolution, "base_width": ema.config.base_width,
                "parameters": sum(p.numel() for p in ema.parameters()), "images_seen": images_seen,
                "export": str(out), "not_in_source": fresh, "critic": source["critic"]}
     if training_checkpoint is not None:
@@ -252,9 +257,10 @@ def import_checkpoint(path: str | Path, out: str | Path, training_checkpoint: st
         critic = None
         if fmt == "2019" and "D" in checkpoint:
             d_state, _ = unwrap(checkpoint["D"], f"{path} [D]")
-            critic = Discriminator(ema.base_width, ema.max_resolution, output_gain=PAPER_CONSTANTS["critic_output_gain"])
-            summary["critic_not_in_source"] = fill(critic, d_state, critic_layout_2019(ema.max_resolution), f"{path} [D]")
-        save_weights(training_checkpoint, generator, ema, critic, images_seen, source)
+            critic = Discriminator(DiscriminatorConfig(), ema.config.base_width, ema.max_resolution)  # the paper's gain
+            summary["critic_not_in_source"] = fill(critic, d_state, critic_layout_2019(ema.max_resolution),
+                                                   f"{path} [D]")
+        save_weights(training_checkpoint, generator, ema, critic, images_seen, source, BOX_ROUNDING)
         summary["training_checkpoint"] = str(training_checkpoint)
     return summary
 
@@ -271,12 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     except (DeepPrivacyImportError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"imported DeepPrivacy ({summary['format']} format): {summary['resolution']} px, c = {summary['base_width']}, "
+    print(f"imported DeepPrivacy ({summary['format']} format): {summary['resolution']} px, "
+          f"c = {summary['base_width']}, "
           f"{summary['parameters'] / 1e6:.2f} M generator parameters, {summary['images_seen']} images seen")
     print(f"export: {summary['export']}")
     if summary["not_in_source"]:
+        groups = sorted({".".join(k.split(".")[:2]) for k in summary["not_in_source"]})
         print(f"not in the source (used only below {summary['resolution'] // 2} px; left as initialised): "
-              f"{len(summary['not_in_source'])} tensors of {sorted({k.split('.')[0] + '.' + k.split('.')[1] for k in summary['not_in_source']})}")
+              f"{len(summary['not_in_source'])} tensors of {groups}")
     print(f"critic: {summary['critic']}")
     if "training_checkpoint" in summary:
         print(f"weights for fine-tuning: {summary['training_checkpoint']} (model.init_from)")

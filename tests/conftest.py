@@ -33,7 +33,8 @@ def demo_72(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_config(demo):
-    """``tiny_config(folder, total=96, callbacks=None, fid=None, **trainer)`` writes a config file and returns its path."""
+    """``tiny_config(folder, total=96, callbacks=None, fid=None, **trainer)`` writes a config file and returns its
+    path."""
 
     def make(folder: Path, total: int = 96, callbacks: list | None = None, fid: str | None = None,
              **trainer) -> Path:
@@ -41,7 +42,7 @@ def tiny_config(demo):
         config = {
             "seed_everything": 0,
             "model": {
-                "base_width": 8,
+                "generator": {"base_width": 8},
                 "ema_half_life_images": 100,
                 "schedule": {"start_resolution": 8, "max_resolution": 32, "fade_images": 16, "stabilize_images": 16,
                              "batch_sizes": {8: 8, 16: 8, 32: 4}, "total_images": total},
@@ -65,6 +66,16 @@ def tiny_config(demo):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def random_export(tmp_path_factory) -> Path:
+    """An export of an untrained generator (c = 16, 32 px, seed 0), with its ONNX file."""
+    from gan.export import export
+    from gan.generator import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    return export(Generator(GeneratorConfig(16), 32), tmp_path_factory.mktemp("random") / "export", "floor")
 
 
 @pytest.fixture(scope="session")

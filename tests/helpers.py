@@ -57,7 +57,8 @@ class RecordCalls(pl.Callback):
         forward, record = module.forward, RecordCalls.calls[self.network]
 
         def recorded(*args, **kwargs):
-            record.append((int(pl_module.images_seen), [a.detach().clone() for a in args if torch.is_tensor(a)], kwargs))
+            record.append((int(pl_module.images_seen), [a.detach().clone() for a in args if torch.is_tensor(a)],
+                           kwargs))
             return forward(*args, **kwargs)
 
         module.forward = recorded

@@ -55,8 +55,9 @@ def test_random_flip_annotations_follow_images():
 def test_switches_and_jitter():
     image, box, keypoints = hand_made()
     same = FaceAugment(flip_probability=0.0, color_jitter=0.0)(image, box, keypoints)
-    assert all(torch.equal(a, b) for a, b in zip(same, (image, box, keypoints)))
+    assert all(torch.equal(a, b) for a, b in zip(same, (image, box, keypoints), strict=True))
     torch.manual_seed(0)
     image = torch.rand(8, 3, 16, 16) * 2 - 1
-    jittered, _, _ = FaceAugment(flip_probability=0.0, color_jitter=0.3, color_jitter_probability=1.0)(image, box.repeat(8, 1), keypoints.repeat(8, 1, 1))
+    augment = FaceAugment(flip_probability=0.0, color_jitter=0.3, color_jitter_probability=1.0)
+    jittered, _, _ = augment(image, box.repeat(8, 1), keypoints.repeat(8, 1, 1))
     assert not torch.allclose(jittered, image) and jittered.min() >= -1 and jittered.max() <= 1

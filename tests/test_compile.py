@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import train
-from gan.discriminator import Discriminator
-from gan.generator import Generator
+from gan.discriminator import Discriminator, DiscriminatorConfig
+from gan.generator import Generator, GeneratorConfig
 from gan.training.module import DeepPrivacyGAN
 from tests.helpers import CompileLog
 
@@ -30,7 +30,7 @@ def weights_after(tmp_path, tiny_config, name: str, flags: list[str]) -> dict:
 
 
 def test_a_tensor_alpha_computes_what_the_float_computes():
-    G, D = Generator(16, 32, 8), Discriminator(16, 32)
+    G, D = Generator(GeneratorConfig(16, latent_channels=8), 32), Discriminator(DiscriminatorConfig(), 16, 32)
     condition, keypoints, z = torch.randn(4, 3, 16, 16), torch.rand(4, 7, 2), torch.randn(4, 8, 4, 4)
     mask = torch.zeros(4, 1, 16, 16)
     mask[..., 4:12, 4:12] = 1
@@ -69,18 +69,19 @@ def test_a_compiled_step_computes_what_the_eager_step_computes():
     so a last-bit change of a near-zero gradient moves a weight by up to 2 lr, whatever the compiler.
     """
     torch.manual_seed(0)
-    G, D = Generator(16, 32, 8), Discriminator(16, 32)
+    G, D = Generator(GeneratorConfig(16, latent_channels=8), 32), Discriminator(DiscriminatorConfig(), 16, 32)
     condition, keypoints, z = torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 7, 2), torch.randn(4, 8, 4, 4)
     mask = torch.zeros(4, 1, 16, 16)
     mask[..., 4:12, 4:12] = 1
     options = dict(backend="aot_eager", dynamic=False, fullgraph=True)
     results = []
-    for generate, critic in ((G.forward, D.forward), (torch.compile(G.forward, **options), torch.compile(D.forward, **options))):
+    for generate, critic in ((G.forward, D.forward), (torch.compile(G.forward, **options), torch.compile(D.forward,
+                                                                                                         **options))):
         G.zero_grad(), D.zero_grad()
         fake = generate(condition, mask, keypoints, z, resolution=16, alpha=torch.tensor(0.3), composite=False)
         scores = critic(fake, condition, keypoints, resolution=16, alpha=torch.tensor(0.3))
         scores.mean().backward()
         grads = torch.cat([p.grad.flatten() for net in (G, D) for p in net.parameters() if p.grad is not None])
         results.append((fake.detach(), scores.detach(), grads))
-    for compiled, eager in zip(results[1], results[0]):
+    for compiled, eager in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)

@@ -5,7 +5,7 @@ import torch
 import yaml
 
 import train
-from gan import Discriminator, Generator
+from gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -27,10 +27,12 @@ def test_configs_parse_through_the_cli(config, capsys):
 
 def test_paper_config_describes_the_paper_model(capsys):
     model = resolved("deepprivacy.yaml", capsys)["model"]
-    assert model["base_width"] == 512 and model["schedule"]["max_resolution"] == 128
-    assert {int(k): v for k, v in model["schedule"]["batch_sizes"].items()} == {8: 256, 16: 256, 32: 128, 64: 96, 128: 64}
+    assert model["generator"]["base_width"] == 512 and model["schedule"]["max_resolution"] == 128
+    assert {int(k): v for k, v in model["schedule"]["batch_sizes"].items()} == {8: 256, 16: 256, 32: 128, 64: 96,
+                                                                                128: 64}
     with torch.device("meta"):
-        generator = Generator(model["base_width"], model["schedule"]["max_resolution"], model["latent_channels"])
-        discriminator = Discriminator(model["base_width"], model["schedule"]["max_resolution"], model["minibatch_std"])
+        generator = Generator(GeneratorConfig(**model["generator"]), model["schedule"]["max_resolution"])
+        discriminator = Discriminator(DiscriminatorConfig(**model["critic"]), model["generator"]["base_width"],
+                                      model["schedule"]["max_resolution"])
     assert sum(p.numel() for p in generator.parameters()) == pytest.approx(46.92e6, rel=2e-3)
     assert sum(p.numel() for p in discriminator.parameters()) == pytest.approx(45.53e6, rel=2e-3)

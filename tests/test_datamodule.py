@@ -37,7 +37,8 @@ def test_resume_continues_the_same_stream():
 @pytest.mark.parametrize("world_size", [2])
 def test_global_batch_is_split_across_ranks(world_size):
     single = list(ScheduledBatchSampler(23, SCHEDULE, seed=2))
-    ranks = [list(ScheduledBatchSampler(23, SCHEDULE, rank=r, world_size=world_size, seed=2)) for r in range(world_size)]
+    ranks = [list(ScheduledBatchSampler(23, SCHEDULE, rank=r, world_size=world_size,
+                                        seed=2)) for r in range(world_size)]
     assert all(len(r) == len(single) for r in ranks)
     for step, batch in enumerate(single):
         assert sum((r[step] for r in ranks), []) == batch

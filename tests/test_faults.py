@@ -14,7 +14,7 @@ from gan.training.checkpointing import checksum_path, sha256_file, verify
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-import faults
+import faults  # noqa: E402 (bench/faults.py: the campaign the benchmark runs with more trials)
 
 
 def dump(folder: Path) -> list:
@@ -96,7 +96,8 @@ DAMAGES = {
         lambda ckpt: [(ckpt / "last.ckpt").unlink(), (ckpt / "last.ckpt").symlink_to(ckpt / "images=00000000056.ckpt")],
         {"last.ckpt": "a link to a missing file"}, 48),
     "truncated, written before checksums": (lambda ckpt: [checksum_path(ckpt / "last.ckpt").unlink(),
-                                                          truncate(ckpt / "last.ckpt")], {"last.ckpt": "unreadable"}, 48),
+                                                          truncate(ckpt / "last.ckpt")], {"last.ckpt": "unreadable"},
+                                                          48),
 }
 
 
@@ -112,7 +113,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_kept(tmp_path, tiny_config, 
     assert train.main(["--config", str(config), "--ckpt_path", "last", "--export_onnx", "false"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ckpt_path=last")]
     assert len(lines) == len(skipped) + 1, lines  # one line per skipped file, then the one resumed from
-    for line, (name, reason) in zip(lines, skipped.items()):
+    for line, (name, reason) in zip(lines, skipped.items(), strict=False):  # the last line: resumed from
         assert line.startswith(f"ckpt_path=last: skipped {ckpt / name}: {reason}") and f"kept as {name}.damaged" in line
     assert lines[-1].startswith("ckpt_path=last: resuming from") and f"({resumed_from} images)" in lines[-1]
     for name, digest in damaged.items():  # never deleted: the same bytes, set aside
@@ -152,6 +153,7 @@ def test_an_unwritable_checkpoint_folder_is_named_before_training(tmp_path, tiny
 def test_the_size_estimate_covers_a_real_checkpoint(stopped):
     """The free-space check asks for at least the tensors a checkpoint holds (model and both Adam states), and not
     more than the file takes (the rest is metadata, a few hundred kB whatever the width)."""
+    from gan.generator import GeneratorConfig
     from gan.training.cli import checkpoint_bytes
     from gan.training.module import DeepPrivacyGAN
     from gan.training.schedule import Schedule
@@ -160,7 +162,7 @@ def test_the_size_estimate_covers_a_real_checkpoint(stopped):
     moments = [t for state in checkpoint["optimizer_states"] for p in state["state"].values() for t in p.values()]
     tensors = [*checkpoint["state_dict"].values(), *moments]
     held = sum(t.numel() * t.element_size() for t in tensors if t.dim() > 0)
-    model = DeepPrivacyGAN(8, schedule=Schedule(8, 32, 16, 16, {8: 8, 16: 8, 32: 4}, 48))
+    model = DeepPrivacyGAN(GeneratorConfig(8), schedule=Schedule(8, 32, 16, 16, {8: 8, 16: 8, 32: 4}, 48))
     assert held <= checkpoint_bytes(model) <= (stopped / "last.ckpt").stat().st_size
 
 
@@ -181,9 +183,10 @@ def test_a_save_that_fails_mid_run_stops_and_keeps_earlier_checkpoints(tmp_path,
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--ckpt_path", "{ckpt}/images=00000000099.ckpt"], "ckpt_path: no checkpoint file at {ckpt}/images=00000000099.ckpt"),
-    (["--ckpt_path", "last", "--model.base_width", "16"],
-     "ckpt_path {ckpt}/last.ckpt: the checkpoint was trained with model.base_width = 8 (this run has 16)"),
+    (["--ckpt_path", "{ckpt}/images=00000000099.ckpt"],
+     "ckpt_path: no checkpoint file at {ckpt}/images=00000000099.ckpt"),
+    (["--ckpt_path", "last", "--model.generator.base_width", "16"],
+     "ckpt_path {ckpt}/last.ckpt: the checkpoint was trained with model.generator.base_width = 8 (this run has 16)"),
     (["--ckpt_path", "last", "--model.schedule.fade_images", "8"],
      "ckpt_path {ckpt}/last.ckpt: the checkpoint was trained with model.schedule.fade_images = 16 (this run has 8)"),
     (["--ckpt_path", "{ckpt}/last.ckpt.sha256"], "ckpt_path {ckpt}/last.ckpt.sha256: unreadable"),

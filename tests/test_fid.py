@@ -10,7 +10,7 @@ from torch import nn
 from data.prepared import PreparedDataset
 from gan.features import InceptionFeatures, ONetFeatures, TorchScriptFeatures, build_extractor
 from gan.fid import FIDEvaluator
-from gan.generator import Generator
+from gan.generator import Generator, GeneratorConfig
 
 
 class TinyFeatures(nn.Module):
@@ -54,31 +54,45 @@ def test_fid_of_a_set_with_itself_is_zero_and_grows_with_a_shift(faces):
 def test_real_statistics_are_cached_per_resolution(faces):
     extractor = TinyFeatures()
     evaluator = FIDEvaluator(extractor, "tiny")
-    generator = Generator(8, 16)
+    generator = Generator(GeneratorConfig(8), 16)
     data = batches(faces)
-    first = evaluator(generator, data, 16)
+    first = evaluator(generator, data, 16, "floor")
     assert extractor.calls == 2 * len(data)  # reals and fakes
-    second = evaluator(generator, data, 16)
+    second = evaluator(generator, data, 16, "floor")
     assert extractor.calls == 3 * len(data)  # fakes only: the real statistics were kept
     assert first == pytest.approx(second)  # fixed latents
-    evaluator(generator, data, 8, alpha=1.0)  # a new resolution: reals again
+    evaluator(generator, data, 8, "floor", alpha=1.0)  # a new resolution: reals again
     assert extractor.calls == 5 * len(data)
-    assert evaluator(generator, data, 16, z="zero") != pytest.approx(first)
+    assert evaluator(generator, data, 16, "floor", z="zero") != pytest.approx(first)
     # The paper's protocol scores the raw output (the whole crop generated): farther from the real crops.
-    raw = evaluator(generator, data, 16, output="raw")
-    assert raw > first and evaluator(generator, data, 16, output="composited") == pytest.approx(first)
+    raw = evaluator(generator, data, 16, "floor", output="raw")
+    assert raw > first and evaluator(generator, data, 16, "floor", output="composited") == pytest.approx(first)
     with pytest.raises(ValueError, match="output must be"):
-        evaluator(generator, data, 16, output="pasted")
+        evaluator(generator, data, 16, "floor", output="pasted")
+    before = extractor.calls
+    evaluator(generator, data, 16, "outward")  # the box rule is part of what the reals are of: reals again
+    assert extractor.calls == before + 2 * len(data)
+
+
+def test_named_image_sets_share_the_fid_path(faces):
+    """The privacy report scores each method's images against one set of originals: computed once."""
+    extractor = TinyFeatures()
+    evaluator = FIDEvaluator(extractor, "tiny")
+    images = [b.image.float() / 127.5 - 1 for b in batches(faces)]
+    same = evaluator.compare("originals", iter(images), lambda: iter(images))
+    assert abs(same) < 1e-3 and extractor.calls == 2 * len(images)
+    shifted = evaluator.compare("originals", ((x + 0.3).clamp(-1, 1) for x in images), lambda: iter(images))
+    assert shifted > 0.01 and extractor.calls == 3 * len(images)  # the originals' statistics were kept
 
 
 def _ddp_worker(rank, world, port, root, result_path):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)
-    generator = Generator(8, 16)
+    generator = Generator(GeneratorConfig(8), 16)
     data = batches(PreparedDataset(root))
     evaluator = FIDEvaluator(TinyFeatures(), "tiny")
-    fid = evaluator(generator, [b for i, b in enumerate(data) if i % world == rank], 16, alpha=0.5)
+    fid = evaluator(generator, [b for i, b in enumerate(data) if i % world == rank], 16, "floor", alpha=0.5)
     if rank == 0:
         torch.save(torch.tensor(fid, dtype=torch.float64), result_path)
     dist.destroy_process_group()
@@ -86,8 +100,8 @@ def _ddp_worker(rank, world, port, root, result_path):
 
 def test_fid_under_two_process_ddp_equals_single_process(faces, tmp_path):
     torch.manual_seed(0)
-    generator = Generator(8, 16)
-    single = FIDEvaluator(TinyFeatures(), "tiny")(generator, batches(faces), 16, alpha=0.5)
+    generator = Generator(GeneratorConfig(8), 16)
+    single = FIDEvaluator(TinyFeatures(), "tiny")(generator, batches(faces), 16, "floor", alpha=0.5)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

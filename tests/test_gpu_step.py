@@ -31,7 +31,9 @@ def test_the_gpu_benchmark_runs_its_tiny_cpu_mode():
                              "--peak-tflops", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
-    assert lines[1].startswith("plain 3x3 conv") and lines[2].startswith("| px | variant | devices | img/s | vs eager | GFLOP/img | TFLOP/s | of peak | of plain conv |")
+    assert lines[1].startswith("plain 3x3 conv")
+    assert lines[2].startswith("| px | variant | devices | img/s | vs eager | GFLOP/img | TFLOP/s | of peak "
+                               "| of plain conv |")
     report = json.loads(lines[-1])
     rows = {(r["variant"], r["devices"]): r for r in report["results"]}
     assert set(rows) == {("eager", 1), ("lazy_gp", 1), ("eager", 2)}

@@ -14,4 +14,5 @@ def test_sample_grid_is_labelled_and_shows_the_keypoints_by_side():
     left_eye, right_eye = tile[:, 16, 48], tile[:, 16, 16]
     assert left_eye[2] > 0.9 and left_eye[0] < 0.7 and right_eye[0] > 0.9 and right_eye[2] < 0.7
     assert (grid[:, :HEADER] < 0.5).any()  # the labels are written in the header row
-    assert torch.allclose(grid[:, HEADER + 2 : HEADER + 66, 68:132], torch.full((3, 64, 64), 0.5), atol=1 / 255)  # uint8 levels
+    assert torch.allclose(grid[:, HEADER + 2 : HEADER + 66, 68:132], torch.full((3, 64, 64), 0.5),
+                          atol=1 / 255)  # uint8 levels

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 import train
 from gan import load_generator
 from gan.checkpoint import ema_generator_from_checkpoint
-from gan.discriminator import Discriminator
-from gan.generator import Generator
+from gan.discriminator import Discriminator, DiscriminatorConfig
+from gan.generator import Generator, GeneratorConfig
 from gan.import_deepprivacy import main
 from gan.keypoints import keypoint_maps
 from tests.datasets import face_batch
@@ -229,8 +229,9 @@ def test_export_computes_deepprivacys_function(sources, tmp_path, fmt):
     assert torch.equal(ours[~inside], image[~inside])  # outside: SafeFakes composites the condition back
     meta = json.loads((tmp_path / "e" / "generator.json").read_text())
     assert meta["source"]["format"] == fmt and meta["source"]["kind"] == "deepprivacy"
-    assert meta["architecture"]["pixel_norm_eps"] == (1e-8 if fmt == "2019" else 1e-7)
-    assert meta["architecture"]["to_rgb_gain"] == pytest.approx(math.sqrt(2))
+    assert meta["architecture"]["generator"]["pixel_norm_eps"] == (1e-8 if fmt == "2019" else 1e-7)
+    assert meta["architecture"]["generator"]["to_rgb_gain"] == pytest.approx(math.sqrt(2))
+    assert meta["conditioning"]["box_rounding"] == "floor"  # DeepPrivacy's dataset rule
     assert meta["images_seen"] == (9_600_000 if fmt == "2019" else 42_000_000)
     if fmt == "2019":
         from gan.export import load_onnx_generator
@@ -246,13 +247,13 @@ def test_the_2019_critic_is_imported_for_fine_tuning(sources, tmp_path, capsys):
                  "--training-checkpoint", str(weights)]) == 0
     assert "critic: imported" in capsys.readouterr().out
     saved = torch.load(weights, weights_only=True)
-    critic = Discriminator(C, 128)
+    critic = Discriminator(DiscriminatorConfig(), C, 128)
     critic.load_state_dict({k[2:]: v for k, v in saved["state_dict"].items() if k.startswith("D.")})
     d = old["D"]["parameters"]
     assert torch.equal(critic.final.linear.weight, d["output_layer.linear.weight"])
     assert torch.equal(critic.blocks["64"].conv1[0].bias, d["core_model.0.0.0.bias"].flatten())
     generator, meta = ema_generator_from_checkpoint(weights)  # the weights file also exports and evaluates
-    assert meta["kind"] == "weights" and generator.pixel_norm_eps == 1e-8
+    assert meta["kind"] == "weights" and generator.config.pixel_norm_eps == 1e-8
 
 
 def test_fine_tuning_starts_from_the_imported_weights(sources, tmp_path, demo, capsys):
@@ -262,7 +263,7 @@ def test_fine_tuning_starts_from_the_imported_weights(sources, tmp_path, demo, c
                  "--training-checkpoint", str(weights)]) == 0
     assert "fine-tuning starts a fresh critic" in capsys.readouterr().out
     config = {
-        "model": {"base_width": C, "pixel_norm_eps": 1e-7, "init_from": str(weights),
+        "model": {"generator": {"base_width": C, "pixel_norm_eps": 1e-7}, "init_from": str(weights),
                   "schedule": {"start_resolution": 128, "max_resolution": 128, "batch_sizes": {128: 2},
                                "total_images": 4}},
         "data": {"train_path": str(demo), "num_val": 4, "num_workers": 0},
@@ -279,10 +280,10 @@ def test_fine_tuning_starts_from_the_imported_weights(sources, tmp_path, demo, c
     assert int(tuned["state_dict"]["images_seen"]) == 4
     assert not torch.equal(after, start) and (after - start).abs().max() < 0.1  # two Adam steps away from it
     wrong = tmp_path / "wrong.yaml"
-    wrong.write_text(json.dumps({**config, "model": {**config["model"], "pixel_norm_eps": 1e-8},
+    wrong.write_text(json.dumps({**config, "model": {**config["model"], "generator": {"base_width": C}},
                                  "checkpoint": {"dirpath": str(tmp_path / "c2")}}))
     assert train.main(["--config", str(wrong)]) == 2
-    assert "model.pixel_norm_eps: 1e-07 (the run has 1e-08)" in capsys.readouterr().err
+    assert "model.generator.pixel_norm_eps: 1e-07 (the run has 1e-08)" in capsys.readouterr().err
 
 
 def test_every_tensor_is_accounted_for(sources, tmp_path, capsys):
@@ -321,13 +322,13 @@ def test_a_file_that_needs_code_is_refused(tmp_path, capsys):
 
 def test_the_layout_covers_the_paper_model():
     """At c = 512 (on the meta device): every tensor of DeepPrivacy's 46.92 M generator has a place."""
-    from gan.import_deepprivacy import fill, generator_layout_2019, generator_layout_current
+    from gan.import_deepprivacy import generator_layout_2019, generator_layout_current
 
     for layout, shapes in ((generator_layout_2019(128), flatten(grown_generator_2019(512, 5))),
                            (generator_layout_current(128), flatten(current_generator(512)))):
         assert set(layout.values()) == set(shapes)
         with torch.device("meta"):
-            generator = Generator(512, 128)
+            generator = Generator(GeneratorConfig(512), 128)
             state = {k: torch.empty(shape) for k, shape in shapes.items()}
         assert sum(math.prod(s) for s in shapes.values()) == pytest.approx(46.92e6, rel=2e-3)
         ours = generator.state_dict()
@@ -338,7 +339,7 @@ def test_the_layout_covers_the_paper_model():
 def test_gain_conversion_rule():
     """DeepPrivacy's to_rgb has gain sqrt(2); a gain-1 layer computes the same with weights x sqrt(2)."""
     torch.manual_seed(0)
-    paper, old = Generator(16, 32), Generator(16, 32, to_rgb_gain=1.0)
+    paper, old = Generator(GeneratorConfig(16), 32), Generator(GeneratorConfig(16, to_rgb_gain=1.0), 32)
     state = paper.state_dict()
     for key in state:
         if key.startswith("to_rgb") and key.endswith("weight"):

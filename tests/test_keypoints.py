@@ -25,7 +25,8 @@ def test_point_just_below_one_is_last_pixel():
     assert maps[0, 0, 127] == 1
 
 
-@pytest.mark.parametrize("x, y", [(1.0, 0.5), (0.5, 1.0), (-0.01, 0.5), (0.5, -1.0), (float("nan"), 0.5), (float("inf"), 0.2)])
+@pytest.mark.parametrize("x, y", [(1.0, 0.5), (0.5, 1.0), (-0.01, 0.5), (0.5, -1.0), (float("nan"), 0.5),
+                                  (float("inf"), 0.2)])
 def test_absent_points_give_zero_channel(x, y):
     assert single(x, y, 32).sum() == 0
 

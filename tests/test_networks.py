@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from gan import Discriminator, Generator
+from gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from gan.channels import channel_table
 from tests.datasets import face_batch
 
@@ -22,7 +22,7 @@ def test_channel_table_of_paper_model():
 
 def test_parameter_parity_with_paper_model():
     with torch.device("meta"):
-        generator, discriminator = Generator(512, 128), Discriminator(512, 128)
+        generator, discriminator = Generator(GeneratorConfig(512), 128), Discriminator(DiscriminatorConfig(), 512, 128)
     assert count(generator) == pytest.approx(46.92e6, rel=2e-3)
     assert count(discriminator) == pytest.approx(45.53e6, rel=2e-3)
 
@@ -30,7 +30,7 @@ def test_parameter_parity_with_paper_model():
 @pytest.fixture(scope="module")
 def nets():
     torch.manual_seed(0)
-    return Generator(base_width=16, max_resolution=128), Discriminator(base_width=16, max_resolution=128)
+    return Generator(GeneratorConfig(16), 128), Discriminator(DiscriminatorConfig(), 16, 128)
 
 
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
@@ -68,7 +68,7 @@ def test_alpha_one_ignores_old_path(nets, resolution):
     changed = copy.deepcopy(nets)
     perturb(changed[0].from_rgb[old]), perturb(changed[0].to_rgb[old]), perturb(changed[1].from_rgb[old])
     after = outputs(changed, resolution, 1.0)
-    assert all(torch.equal(b, a) for b, a in zip(before, after))
+    assert all(torch.equal(b, a) for b, a in zip(before, after, strict=True))
     assert not torch.equal(before[0], outputs(changed, resolution, 0.5)[0])  # the probe does reach it
 
 
@@ -81,7 +81,7 @@ def test_alpha_zero_ignores_new_block(nets, resolution):
         perturb(part[new])
     perturb(changed[1].from_rgb[new]), perturb(changed[1].blocks[new])
     after = outputs(changed, resolution, 0.0)
-    assert all(torch.equal(b, a) for b, a in zip(before, after))
+    assert all(torch.equal(b, a) for b, a in zip(before, after, strict=True))
     assert not torch.equal(before[1], outputs(changed, resolution, 0.5)[1])
 
 
@@ -130,7 +130,7 @@ def active_parameters(resolution: int, alpha: float) -> tuple[set[str], set[str]
 
 @pytest.mark.parametrize("resolution, alpha", [(8, 1.0), (8, 0.5), (16, 0.0), (16, 0.5), (32, 1.0), (32, 0.0)])
 def test_gradients_reach_exactly_the_active_path(resolution, alpha):
-    generator, discriminator = Generator(16, 32), Discriminator(16, 32)
+    generator, discriminator = Generator(GeneratorConfig(16), 32), Discriminator(DiscriminatorConfig(), 16, 32)
     image, mask, keypoints = face_batch(2, resolution)
     fake = generator(image, mask, keypoints, resolution=resolution, alpha=alpha)
     discriminator(fake, image, keypoints, resolution=resolution, alpha=alpha).sum().backward()
@@ -155,7 +155,8 @@ def test_wrong_condition_size_is_refused(nets):
 
 
 def test_minibatch_std_option():
-    plain, with_std = Discriminator(16, 16), Discriminator(16, 16, minibatch_std=True)
+    plain, with_std = Discriminator(DiscriminatorConfig(), 16,
+                                    16), Discriminator(DiscriminatorConfig(minibatch_std=True), 16, 16)
     channels = plain.channels[4]
     assert count(with_std) - count(plain) == 9 * channels  # one more input channel of the 3x3 conv at 4x4
     image, _, keypoints = face_batch(4, 16)
@@ -165,7 +166,8 @@ def test_minibatch_std_option():
     other = image.clone()
     other[1] += 1
     assert not torch.equal(with_std(other, image, keypoints, resolution=16)[0], scores[0])
-    assert torch.equal(plain(other, image, keypoints, resolution=16)[0], plain(image, image, keypoints, resolution=16)[0])
+    assert torch.equal(plain(other, image, keypoints, resolution=16)[0], plain(image, image, keypoints,
+                                                                               resolution=16)[0])
 
 
 
@@ -200,8 +202,8 @@ def closed_form(module: torch.nn.Module) -> torch.nn.Module:
 
 @torch.no_grad()
 def golden_outputs(**generator_options) -> dict:
-    generator = closed_form(Generator(16, 32, **generator_options))
-    discriminator = closed_form(Discriminator(16, 32))
+    generator = closed_form(Generator(GeneratorConfig(16, **generator_options), 32))
+    discriminator = closed_form(Discriminator(DiscriminatorConfig(), 16, 32))
     image = torch.sin(0.37 * torch.arange(2 * 3 * 32 * 32, dtype=torch.float64)).reshape(2, 3, 32, 32)
     mask = torch.zeros(2, 1, 32, 32, dtype=torch.float64)
     mask[..., 8:24, 8:24] = 1
@@ -236,7 +238,7 @@ def test_golden_outputs_catch_a_small_change_of_a_constant(options):
 def test_initialisation_is_the_equalized_learning_rate_one():
     """Weights N(0, 1) (the gain is applied at run time), biases 0; a golden test at fixed weights cannot see it."""
     torch.manual_seed(0)
-    generator = Generator(16, 32)
+    generator = Generator(GeneratorConfig(16), 32)
     weights = torch.cat([p.detach().flatten() for n, p in generator.named_parameters() if n.endswith("weight")])
     assert all(not p.any() for n, p in generator.named_parameters() if n.endswith("bias"))
     # 5 standard errors of the mean and of the standard deviation of N(0, 1) over this many values

@@ -75,7 +75,8 @@ def test_prepare_lists_what_it_leaves_out(tmp_path):
 
 def test_bad_detections_file_names_photo_and_face(tmp_path, capsys):
     (tmp_path / "det.json").write_text(json.dumps({"astronaut.jpg": [{"box": [5, 5, 1, 9]}]}))
-    assert main(["--images", str(DEMO / "photos"), "--out", str(tmp_path / "o"), "--detections", str(tmp_path / "det.json")]) == 1
+    assert main(["--images", str(DEMO / "photos"), "--out", str(tmp_path / "o"), "--detections",
+                 str(tmp_path / "det.json")]) == 1
     assert "det.json [astronaut.jpg, face 0]" in capsys.readouterr().err
 
 

@@ -14,7 +14,8 @@ from data.face_analysis import FaceAnalyzer, box_iou, landmark_error
 from data.obscure import black_box, blur, pixelate
 from data.prepared import PreparedDataset, write_prepared
 from data.record import make_record
-from gan.privacy import Tally, main, measure
+from gan.privacy.cli import main
+from gan.privacy.measure import Tally, measure
 
 # The demo set's first six faces are one crop of each photo, in this order.
 PEOPLE = ["astronaut", "biden", "grace_hopper", "obama", "obama", "obama"]
@@ -106,7 +107,8 @@ def test_classic_methods_change_only_the_box():
 def test_crop_report_end_to_end(trained_run, demo, tmp_path, capsys):
     # Two demo faces and one whose box is too small for the detector.
     dataset = PreparedDataset(demo)
-    records = [dataset[0], dataset[1], make_record(dataset[2].image, [0.45, 0.45, 0.6, 0.6], dataset[2].keypoints, 2, "x")]
+    records = [dataset[0], dataset[1], make_record(dataset[2].image, [0.45, 0.45, 0.6, 0.6], dataset[2].keypoints, 2,
+                                                   "x")]
     data = tmp_path / "data"
     write_prepared(data, records, source="test", capacity=3)
     code = main(["--model", str(trained_run / "ckpt" / "export"), "--data", str(data), "--report", str(tmp_path / "r"),
@@ -177,3 +179,31 @@ def test_training_logs_privacy_and_utility(trained_run):
     assert [e.step for e in events.Scalars("metrics/privacy/reid_rate")] == [40, 48, 80, 96]
     assert all(0 <= e.value <= 1 for e in events.Scalars("metrics/utility/detection_rate"))
     assert torch.isfinite(torch.tensor([e.value for e in events.Scalars("metrics/privacy/identity_distance")])).all()
+
+
+def test_the_report_measures_exactly_what_the_anonymizer_writes(random_export, demo):
+    """One paste path: the report's generator rows are the anonymizer's output, byte for byte, for crops and
+    photos, and the training callback measures through the same anonymizer."""
+    from data.detections import load_detections
+    from data.record import collate
+    from gan.anonymize import Anonymizer
+    from gan.export import load_generator
+    from gan.privacy.methods import anonymize_crops, anonymize_photos, anonymizers
+
+    generator = load_generator(random_export)
+    methods = anonymizers(generator, seed=3, batch_size=5)
+    dataset = PreparedDataset(demo)
+    batch = collate([dataset[i] for i in range(6)])
+    crops = anonymize_crops(batch, methods)
+    images, boxes, points = batch.as_photos()
+    for name, seed in (("generator_z0", None), ("generator_random", 3)):
+        alone = Anonymizer.for_generator(generator, seed=seed)
+        for i in range(6):
+            expected, _ = alone(images[i], boxes[i], points[i], key=int(batch.index[i]))
+            assert np.array_equal(crops[name][i], expected), (name, i)
+    photo = np.asarray(Image.open(DEMO / "photos" / "biden.jpg").convert("RGB"))
+    faces = load_detections(DEMO / "annotations.json")["biden.jpg"]
+    face_boxes, face_points = [f.box for f in faces], [f.keypoints for f in faces]
+    (row,) = anonymize_photos([photo], [face_boxes], [face_points], methods, [0])
+    expected, _ = Anonymizer.for_generator(generator)(photo, face_boxes, face_points)
+    assert np.array_equal(row["generator_z0"], expected)

@@ -5,7 +5,7 @@ import torch
 
 import train
 from gan.conditioning import box_mask, box_pixels
-from gan.generator import Generator
+from gan.generator import Generator, GeneratorConfig
 from tests.datasets import face_batch
 from tests.helpers import RecordCalls
 
@@ -35,7 +35,8 @@ def test_box_rounding_rules(box, resolution, outward, floor):
 def test_box_jitter_moves_each_side_by_a_truncated_share():
     box = torch.tensor([[0.25, 0.25, 0.75, 0.75]] * 3)  # 64 x 64 px at 128 px
     start, end = box_pixels(box, 128, "floor", torch.tensor([0.02, -0.02, 0.0149]))
-    assert start[:, 0].tolist() == [31, 33, 32] and end[:, 0].tolist() == [97, 95, 96]  # trunc(+-1.28) = +-1, trunc(0.95) = 0
+    assert start[:, 0].tolist() == [31, 33, 32] and end[:, 0].tolist() == [97, 95,
+                                                                           96]  # trunc(+-1.28) = +-1, trunc(0.95) = 0
     edge = box_pixels(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), 8, "floor", torch.tensor([0.5]))
     assert edge[0].tolist() == [[0, 0]] and edge[1].tolist() == [[8, 8]]  # clipped to the image
     draws = torch.rand(10_000, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -45,7 +46,7 @@ def test_box_jitter_moves_each_side_by_a_truncated_share():
 
 def test_raw_output_is_generated_everywhere_and_still_private():
     torch.manual_seed(0)
-    generator = Generator(16, 32)
+    generator = Generator(GeneratorConfig(16), 32)
     image, mask, keypoints = face_batch(2, 32)
     z = torch.randn(2, 32, 4, 4)
     raw = generator(image, mask, keypoints, z, resolution=32, composite=False)
@@ -91,7 +92,7 @@ def test_a_non_finite_step_is_retried_on_the_same_batch(tmp_path, tiny_config, f
     assert train.main(["--config", str(config), "--model.generator_step", "reuse", "--export_onnx", "false",
                        "--model.fused_adam", str(fused_adam).lower()]) == 0
     state = load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]
-    assert int(state["retried_steps"]) == 1 and int(state["skipped_steps"]) == 1
+    assert int(state["guard.retried_steps"]) == 1 and int(state["guard.skipped_steps"]) == 1
     assert int(state["images_seen"]) == 24  # its images counted once
     seen = [step for step, _, _ in RecordCalls.calls["G"]]
     assert seen == [0, 8, 8, 16]  # the batch at 8 ran twice
@@ -100,7 +101,8 @@ def test_a_non_finite_step_is_retried_on_the_same_batch(tmp_path, tiny_config, f
         reference = tiny_config(tmp_path / "foreach", total=24, callbacks=[
             {"class_path": "tests.helpers.PoisonOnce", "init_args": {"call": 4}},
             {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "foreach" / "w")}}])
-        assert train.main(["--config", str(reference), "--model.generator_step", "reuse", "--export_onnx", "false"]) == 0
+        assert train.main(["--config", str(reference), "--model.generator_step", "reuse", "--export_onnx",
+                           "false"]) == 0
         fused, foreach = torch.load(tmp_path / "w" / "rank0.pt"), torch.load(tmp_path / "foreach" / "w" / "rank0.pt")
         for network in ("G", "D", "G_ema"):  # fused Adam rounds its update differently (1 ulp)
             torch.testing.assert_close(fused[network], foreach[network], rtol=1e-4, atol=1e-5)
@@ -110,7 +112,8 @@ def test_exact_resume_with_the_demo_choices(tmp_path, tiny_config):
     """The paper's choices are the default (the exact-resume test of test_training); the demo's here."""
     choices = ["--model.critic_input", "composited", "--model.generator_step", "reuse", "--export_onnx", "false"]
     dump = {"class_path": "tests.helpers.DumpWeights"}
-    straight = tiny_config(tmp_path / "a", total=64, callbacks=[{**dump, "init_args": {"folder": str(tmp_path / "wa")}}])
+    straight = tiny_config(tmp_path / "a", total=64, callbacks=[{**dump,
+                                                                 "init_args": {"folder": str(tmp_path / "wa")}}])
     assert train.main(["--config", str(straight), *choices]) == 0
     stop = tiny_config(tmp_path / "b", total=64, callbacks=[
         {"class_path": "tests.helpers.InterruptAt", "init_args": {"images": 56}}])

@@ -26,8 +26,9 @@ def test_paper_schedule_table(images, stage):
 
 
 def test_paper_reaches_full_resolution_after_10_8_m_images():
-    assert PAPER.full_resolution_at == 10_800_000
-    assert PAPER.growth_points == [1_200_000, 3_600_000, 6_000_000, 8_400_000]
+    growth_points = [start for start, _, phase in PAPER.phases if phase == "fade"]
+    assert growth_points == [1_200_000, 3_600_000, 6_000_000, 8_400_000]
+    assert PAPER.phases[-1][0] + PAPER.stabilize_images == 10_800_000  # the last resolution fully stabilised
 
 
 def test_bad_schedules_name_the_key():

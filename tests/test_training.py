@@ -24,8 +24,8 @@ def test_tiny_run_grows_twice_and_logs(tmp_path, tiny_config, precision):
     assert train.main(["--config", str(config)]) == 0
     checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
     state = checkpoint["state_dict"]
-    assert int(state["images_seen"]) == 96 and int(state["resolution"]) == 32 and int(state["skipped_steps"]) == 0
-    assert checkpoint["safefakes"]["config"]["model"]["base_width"] == 8
+    assert int(state["images_seen"]) == 96 and int(state["resolution"]) == 32 and int(state["guard.skipped_steps"]) == 0
+    assert checkpoint["safefakes"]["config"]["model"]["generator"]["base_width"] == 8
     assert len(checkpoint["optimizer_states"]) == 2
     saved = sorted(p.name for p in (tmp_path / "ckpt").glob("images=*.ckpt"))
     assert saved == ["images=00000000080.ckpt", "images=00000000096.ckpt"]  # keep_last 2 of 16, 40, 48, 80, 96
@@ -66,7 +66,8 @@ def test_exact_resume_in_the_middle_of_a_fade(tmp_path, tiny_config, capsys):
 
 def test_a_finished_run_trains_on_when_total_images_grows(tmp_path, tiny_config, capsys):
     dump = {"class_path": "tests.helpers.DumpWeights"}
-    straight = tiny_config(tmp_path / "a", total=64, callbacks=[{**dump, "init_args": {"folder": str(tmp_path / "wa")}}])
+    straight = tiny_config(tmp_path / "a", total=64, callbacks=[{**dump,
+                                                                 "init_args": {"folder": str(tmp_path / "wa")}}])
     assert train.main(["--config", str(straight), "--export_onnx", "false"]) == 0
     assert train.main(["--config", str(tiny_config(tmp_path / "b", total=48)), "--export_onnx", "false"]) == 0
     longer = tiny_config(tmp_path / "b", total=64, callbacks=[{**dump, "init_args": {"folder": str(tmp_path / "wb")}}])
@@ -85,7 +86,7 @@ def test_a_run_without_a_logger_writes_nothing_into_the_working_directory(tmp_pa
     monkeypatch.chdir(tmp_path)
     assert train.main(["--config", str(config), "--trainer.logger", "false", "--export_onnx", "false"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-    assert load(tmp_path / "run" / "ckpt" / "last.ckpt")["safefakes"]["config"]["model"]["base_width"] == 8
+    assert load(tmp_path / "run" / "ckpt" / "last.ckpt")["safefakes"]["config"]["model"]["generator"]["base_width"] == 8
 
 
 def test_non_finite_steps_are_skipped_and_counted(tmp_path, tiny_config):
@@ -94,7 +95,7 @@ def test_non_finite_steps_are_skipped_and_counted(tmp_path, tiny_config):
         {"class_path": "tests.helpers.DumpWeights", "init_args": {"folder": str(tmp_path / "w")}}])
     assert train.main(["--config", str(config), "--model.nonfinite_step", "skip"]) == 0
     state = load(tmp_path / "ckpt" / "last.ckpt")["state_dict"]
-    assert int(state["skipped_steps"]) == 2 * 3  # 3 iterations of 8 images, D and G steps both skipped
+    assert int(state["guard.skipped_steps"]) == 2 * 3  # 3 iterations of 8 images, D and G steps both skipped
     events = EventAccumulator(str(tmp_path / "run" / "logs")).Reload()
     assert events.Scalars("progress/skipped_steps")[-1].value == 6
     weights = torch.load(tmp_path / "w" / "rank0.pt")
@@ -138,7 +139,7 @@ def test_fp16_with_a_grad_scaler_trains_and_counts_its_skips(tmp_path, tiny_conf
     state = checkpoint["state_dict"]
     assert int(state["images_seen"]) == 96
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
-    skipped, scale = int(state["skipped_steps"]), checkpoint["MixedPrecision"]["scale"]
+    skipped, scale = int(state["guard.skipped_steps"]), checkpoint["MixedPrecision"]["scale"]
     # Every skip halves the scale from 65536; PixelNorm's 1/sqrt(eps) gradient on the blank face region
     # overflows fp16 until the scale is near 1. The skips are counted and training goes on.
     assert 0 < skipped < 36 and scale == 65536 * 0.5**skipped
@@ -149,6 +150,13 @@ def test_format_1_checkpoints_resume_only_with_their_constants(tmp_path, tiny_co
     config = tiny_config(tmp_path, total=24)
     assert train.main(["--config", str(config), "--export_onnx", "false"]) == 0
     checkpoint = load(tmp_path / "ckpt" / "last.ckpt")
+    # Format 1's layout: flat architecture hyper-parameters without the gains and eps, no retry/critic-step counters.
+    hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
+    generator, critic = hparams.pop("generator"), hparams.pop("critic")
+    hparams.update(base_width=generator["base_width"], latent_channels=generator["latent_channels"],
+                   minibatch_std=critic["minibatch_std"])
+    state["skipped_steps"] = state.pop("guard.skipped_steps")
+    del state["guard.retried_steps"], state["critic_steps"]
     checkpoint["safefakes"]["format_version"] = 1
     torch.save(checkpoint, tmp_path / "ckpt" / "last.ckpt")
     for checksum in (tmp_path / "ckpt").glob("*.sha256"):  # format 1 came before checksums
@@ -156,13 +164,13 @@ def test_format_1_checkpoints_resume_only_with_their_constants(tmp_path, tiny_co
     more = tiny_config(tmp_path, total=40)
     assert train.main(["--config", str(more), "--ckpt_path", "last", "--export_onnx", "false"]) == 2
     err = capsys.readouterr().err
-    assert "format 1" in err and "--model.to_rgb_gain 1.0 --model.critic_output_gain 1.0" in err
+    assert "format 1" in err and "--model.generator.to_rgb_gain 1.0 --model.critic.output_gain 1.0" in err
     assert train.main(["--config", str(more), "--ckpt_path", "last", "--export_onnx", "false",
-                       "--model.to_rgb_gain", "1.0", "--model.critic_output_gain", "1.0"]) == 0
+                       "--model.generator.to_rgb_gain", "1.0", "--model.critic.output_gain", "1.0"]) == 0
     from gan.checkpoint import ema_generator_from_checkpoint
 
     generator, meta = ema_generator_from_checkpoint(tmp_path / "ckpt" / "images=00000000024.ckpt")
-    assert meta["format_version"] == 1 and generator.to_rgb_gain == 1.0  # evaluation/export use its constants
+    assert meta["upgraded_from"] == 1 and generator.config.to_rgb_gain == 1.0  # evaluation/export use its constants
 
 
 def test_a_run_prints_progress_lines_a_summary_and_no_warning(tmp_path, tiny_config):
@@ -194,8 +202,8 @@ def test_newcomer_errors_are_one_line(tmp_path, tiny_config, capsys):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    ([], {"__bool__ in _step": 2}),  # the finite-gradient check of each optimizer
-    (["--model.fused_adam", "true"], {"__bool__ in training_step": 1}),  # one flag: retry the batch?
+    ([], {"__bool__ in step": 2}),  # StepGuard.step: the finite-gradient check of each optimizer
+    (["--model.fused_adam", "true"], {"__bool__ in retry": 1}),  # StepGuard.retry: one flag, retry the batch?
     (["--model.fused_adam", "true", "--model.nonfinite_step", "skip"], {}),
 ])
 def test_a_training_step_reads_few_values_back_from_the_device(tmp_path, tiny_config, capsys, flags, expected):
@@ -210,7 +218,7 @@ def test_a_training_step_reads_few_values_back_from_the_device(tmp_path, tiny_co
     assert train.main(["--config", str(config), "--samples.every_images", "0", "--export_onnx", "false", *flags]) == 0
     reads = Counter(CountHostReads.reads)
     print(f"host reads in one training step: {dict(reads)}")
-    device_reads = {name: count for name, count in reads.items() if name != "item in _step"}
+    device_reads = {name: count for name, count in reads.items() if name != "item in step"}
     # The stage, the seed, the growth test and the lazy penalty's counter come from host-side counters; losses are
     # read only on logging steps; fused Adam skips a non-finite update on the device.
     assert device_reads == expected

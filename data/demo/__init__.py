@@ -34,7 +34,7 @@ def demo_records(variants_per_face: int = 48, seed: int = 0):
     """Yield the demo ``FaceRecord``s: first every photo's DeepPrivacy crop, then round after round of variants,
     one per photo each, so that the first samples (the fixed validation faces) show every face."""
     per_photo = list(_photo_records(variants_per_face, seed))
-    order = [record for group in zip(*per_photo) for record in group]
+    order = [record for group in zip(*per_photo, strict=True) for record in group]
     for index, (image, box, keypoints, source) in enumerate(order):
         yield make_record(image, box, keypoints, index, source)
 

@@ -17,7 +17,8 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 # MediaPipe Pose landmark index of each SafeFakes keypoint (both name sides from the subject's view).
-POSE_INDEX = {"nose": 0, "left_eye": 2, "right_eye": 5, "left_ear": 7, "right_ear": 8, "left_shoulder": 11, "right_shoulder": 12}
+POSE_INDEX = {"nose": 0, "left_eye": 2, "right_eye": 5, "left_ear": 7, "right_ear": 8, "left_shoulder": 11,
+              "right_shoulder": 12}
 MIN_VISIBILITY = 0.5
 
 
@@ -31,7 +32,7 @@ def annotate(path: Path, detector, pose) -> dict:
     box = [rel.xmin * width, rel.ymin * height, (rel.xmin + rel.width) * width, (rel.ymin + rel.height) * height]
     landmarks = pose.process(photo).pose_landmarks
     keypoints = []
-    for name, index in POSE_INDEX.items():
+    for index in POSE_INDEX.values():
         point = landmarks.landmark[index] if landmarks else None
         inside = point is not None and 0 <= point.x < 1 and 0 <= point.y < 1
         if inside and point.visibility >= MIN_VISIBILITY:

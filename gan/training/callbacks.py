@@ -13,11 +13,11 @@ import torch
 
 from data.face_analysis import FaceAnalyzer
 from data.record import FaceBatch, to_float_image
-from gan.conditioning import condition_batch
+from gan.conditioning import Rounding, condition_batch
 from gan.features import build_extractor
 from gan.fid import FIDEvaluator
 from gan.grid import sample_grid
-from gan.privacy import Reference, Tally, compare, control, generate_in_crops, references
+from gan.privacy.measure import Reference, Tally, compare, control, references
 from gan.seeding import fixed_latents
 
 
@@ -66,8 +66,8 @@ class FIDCallback(pl.Callback):
         rank, world = trainer.global_rank, trainer.world_size
         shard = (b for i, b in enumerate(trainer.datamodule.validation_loader()) if i % world == rank)
         with trainer.precision_plugin.forward_context():  # the training precision (bf16 autocast, ...)
-            fid = self.evaluator(pl_module.G_ema, shard, stage.resolution, stage.alpha, self.z, self.seed,
-                                 pl_module.device, self.output)
+            fid = self.evaluator(pl_module.G_ema, shard, stage.resolution, pl_module.hparams.box_rounding, stage.alpha,
+                                 self.z, self.seed, pl_module.device, self.output)
         self.fid_seconds += time.perf_counter() - started
         self.last[stage.resolution] = fid
         pl_module.log_scalars({f"metrics/fid/{self.evaluator.name}/{stage.resolution}px": fid,
@@ -97,11 +97,12 @@ class SampleGrids(pl.Callback):
             self.faces = datamodule.fixed_batch(self.num)
 
     @torch.no_grad()
-    def generate(self, generator, faces: FaceBatch, resolution: int, alpha: float, device):
+    def generate(self, generator, faces: FaceBatch, resolution: int, rounding: Rounding, alpha: float, device):
         """(the conditioned faces, ``generator``'s output for them with the fixed latents)."""
         z = fixed_latents((len(faces), *generator.latent_shape), self.seed, device)
         image = to_float_image(faces.image.to(device))
-        conditioned = condition_batch(image, faces.box.to(device), faces.keypoints.to(device), resolution, alpha)
+        conditioned = condition_batch(image, faces.box.to(device), faces.keypoints.to(device), resolution, rounding,
+                                      alpha)
         fake = generator(conditioned.condition, conditioned.mask, conditioned.keypoints, z,
                          resolution=resolution, alpha=alpha)
         return conditioned, fake
@@ -113,7 +114,8 @@ class SampleGrids(pl.Callback):
         if self.faces is None or not trainer.is_global_zero:
             return
         stage = progress.stage
-        conditioned, fake = self.generate(pl_module.G_ema, self.faces, stage.resolution, stage.alpha, pl_module.device)
+        conditioned, fake = self.generate(pl_module.G_ema, self.faces, stage.resolution, pl_module.hparams.box_rounding,
+                                          stage.alpha, pl_module.device)
         grid = sample_grid(conditioned.condition.cpu(), fake.cpu(), conditioned.image.cpu(), self.faces.keypoints)
         for logger in trainer.loggers:
             if hasattr(logger.experiment, "add_image"):
@@ -141,7 +143,8 @@ class PrivacyCallback(pl.Callback):
                  min_resolution: int = 64, mmod: bool = False) -> None:
         if num < 0 or every_images < 0:
             raise ValueError("privacy.num and privacy.every_images must be >= 0")
-        self.num, self.every_images, self.at_phase_end, self.min_resolution = num, every_images, at_phase_end, min_resolution
+        self.num, self.every_images, self.at_phase_end = num, every_images, at_phase_end
+        self.min_resolution = min_resolution
         self.analyzer = FaceAnalyzer(mmod) if num else None  # fails at start-up, naming the pip command
         self.faces: FaceBatch | None = None
         self.references: list[list[Reference]] | None = None
@@ -153,23 +156,21 @@ class PrivacyCallback(pl.Callback):
             mine = torch.arange(len(faces))[trainer.global_rank :: trainer.world_size]  # this rank's share
             self.faces = FaceBatch(faces.image[mine], faces.box[mine], faces.keypoints[mine], faces.index[mine])
 
-    def measure(self, generator, resolution: int, alpha: float, device) -> Tally:
-        """This rank's share of the faces, anonymised by ``generator`` at (resolution, alpha), measured."""
-        faces = self.faces
-        size = faces.image.shape[-1]
-        crops, box, keypoints = faces.image.to(device), faces.box.to(device), faces.keypoints.to(device)
-        z = torch.zeros(len(faces), *generator.latent_shape, device=device)
+    def measure(self, generator, resolution: int, alpha: float, rounding: Rounding, device) -> Tally:
+        """This rank's share of the faces, anonymised by ``generator`` at (resolution, alpha) through the anonymizer
+        (z = 0, its default), measured."""
+        from gan.anonymize import Anonymizer
 
         def generate(condition, mask, points, latents):
             return generator(condition, mask, points, latents, resolution=resolution, alpha=alpha)
 
-        generated = generate_in_crops(generate, resolution, crops, box, keypoints, z, alpha)
-        originals = faces.image.permute(0, 2, 3, 1).numpy()
+        anonymizer = Anonymizer(generate, resolution, generator.latent_shape, rounding, batch_size=64, device=device)
+        originals, boxes, points = self.faces.as_photos()
+        generated = [image for image, _ in anonymizer.many(originals, boxes, points)]
         if self.references is None:
-            self.references = [references(self.analyzer, image, [b * size]) for image, b in
-                               zip(originals, faces.box.numpy())]
+            self.references = [references(self.analyzer, image, b) for image, b in zip(originals, boxes, strict=True)]
         tally = Tally()
-        for refs, image in zip(self.references, generated.permute(0, 2, 3, 1).cpu().numpy()):
+        for refs, image in zip(self.references, generated, strict=True):
             tally += compare(self.analyzer, refs, image)
         return tally
 
@@ -189,7 +190,8 @@ class PrivacyCallback(pl.Callback):
         if not progress.evaluation_due(self.every_images, self.at_phase_end):
             return
         with trainer.precision_plugin.forward_context():
-            tally = self.measure(pl_module.G_ema, stage.resolution, stage.alpha, pl_module.device)
+            tally = self.measure(pl_module.G_ema, stage.resolution, stage.alpha, pl_module.hparams.box_rounding,
+                                 pl_module.device)
         original = self.control
         if trainer.world_size > 1:  # sum the counts of all ranks
             both = torch.stack([tally.as_tensor(), original.as_tensor()]).to(pl_module.device)

@@ -120,7 +120,8 @@ def check_writable(dirpath: Path, needed_bytes: int) -> None:
         probe.write_bytes(b"0")
         probe.unlink()
     except OSError as error:
-        raise CheckpointWriteError(f"checkpoint.dirpath: cannot write to {dirpath} ({error.strerror or error})") from None
+        reason = error.strerror or error
+        raise CheckpointWriteError(f"checkpoint.dirpath: cannot write to {dirpath} ({reason})") from None
     free = shutil.disk_usage(dirpath).free
     if free < needed_bytes:
         raise CheckpointWriteError(

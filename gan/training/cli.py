@@ -120,6 +120,8 @@ def validate_run(cli: SafeFakesCLI) -> None:
                 "(trainer.devices x trainer.num_nodes)"
             )
     strategy = trainer.strategy
+    # Neither setting has a public accessor on the built Trainer: the strategy keeps its DDP kwargs and the
+    # accelerator connector the sampler flag (both as given to the constructor).
     if world > 1 and isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
         raise ConfigError(
             "trainer.strategy: use ddp_find_unused_parameters_true; the layers of the resolutions not being "
@@ -137,7 +139,8 @@ def validate_run(cli: SafeFakesCLI) -> None:
     except CheckpointWriteError as error:
         raise ConfigError(str(error)) from None
     samples, privacy = cli.callback(SampleGrids), cli.callback(PrivacyCallback)
-    for key, num, active in (("samples", samples.num, samples.every_images > 0), ("privacy", privacy.num, privacy.num > 0)):
+    for key, num, active in (("samples", samples.num, samples.every_images > 0), ("privacy", privacy.num,
+                                                                                  privacy.num > 0)):
         if active and data.num_val < num:
             raise ConfigError(f"data.num_val ({data.num_val}) must be >= {key}.num ({num})")
 

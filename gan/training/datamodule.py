@@ -32,7 +32,8 @@ class ScheduledBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, dataset_size: int, schedule: Schedule, start_images: int = 0, rank: int = 0, world_size: int = 1, seed: int = 0
+        self, dataset_size: int, schedule: Schedule, start_images: int = 0, rank: int = 0, world_size: int = 1,
+        seed: int = 0
     ) -> None:
         for resolution, batch in schedule.batch_sizes.items():
             if batch % world_size:
@@ -127,7 +128,8 @@ class FaceDataModule(pl.LightningDataModule):
             **kwargs,
         )
 
-    def scheduled_loader(self, schedule: Schedule, start_images: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
+    def scheduled_loader(self, schedule: Schedule, start_images: int = 0, rank: int = 0,
+                         world_size: int = 1) -> DataLoader:
         """The training loader from ``start_images`` on, for one rank of ``world_size``."""
         self.setup()
         sampler = ScheduledBatchSampler(len(self.train_set), schedule, start_images, rank, world_size, self.seed)
@@ -140,7 +142,8 @@ class FaceDataModule(pl.LightningDataModule):
         )
 
     def validation_loader(self) -> DataLoader:
-        """The fixed validation faces in order (FID). Not Lightning's ``val_dataloader``: there is no validation loop."""
+        """The fixed validation faces in order (FID). Not Lightning's ``val_dataloader``: there is no validation
+        loop."""
         self.setup()
         return self._loader(self.val_set, batch_size=self.val_batch_size, shuffle=False)
 

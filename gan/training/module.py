@@ -6,10 +6,11 @@ update the EMA generator, count the global batch into ``images_seen``. The sched
 of ``images_seen``; at every growth both Adam states are reset.
 
 The paper's procedure is the default; each point where SafeFakes can do otherwise is a named option
-(``critic_input``, ``generator_step``, ``box_jitter``, ``box_rounding``, ``nonfinite_step``).
+(``critic_input``, ``generator_step``, ``box_jitter``, ``box_rounding``, ``nonfinite_step``). Every option is
+documented once, in ``DeepPrivacyGAN``'s docstring (``python train.py --help`` prints it); the README's tables
+compare them and the YAML files name the paper's values.
 """
 
-import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -18,28 +19,17 @@ from typing import Literal
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 
 from data.record import FaceBatch
 from gan.checkpoint import KEY, check_resumable, checkpoint_metadata, load_initial_weights
 from gan.conditioning import condition_batch
-from gan.discriminator import Discriminator
+from gan.discriminator import Discriminator, DiscriminatorConfig
 from gan.ema import copy_weights, ema_beta, ema_update
-from gan.generator import Generator
+from gan.generator import Generator, GeneratorConfig
 from gan.losses import epsilon_penalty, generator_loss, gradient_penalty, wgan_d_loss
 from gan.seeding import step_generator
 from gan.training.schedule import Schedule, Stage, StepProgress
-
-
-MAX_RETRIES = 8  # nonfinite_step="retry": then the step is dropped (the fp16 loss scale has fallen 2^8 by then)
-
-
-def grads_nonfinite(parameters) -> torch.Tensor:
-    """A 0-dim bool tensor on the parameters' device: True if any gradient holds an inf or NaN (not read here)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return torch.zeros((), dtype=torch.bool)
-    return ~torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+from gan.training.step_guard import StepGuard
 
 
 @dataclass(frozen=True)
@@ -57,12 +47,9 @@ class DeepPrivacyGAN(pl.LightningModule):
     """Progressive conditional GAN of DeepPrivacy.
 
     Args:
-        base_width: c of the channel table (512 in the paper).
-        latent_channels: channels of the spatial latent z (32 x 4 x 4).
-        minibatch_std: ProGAN's minibatch-stddev channel in the critic (off in DeepPrivacy v1).
-        to_rgb_gain / critic_output_gain: equalized-lr gains of the generator's to_rgb layers and the critic's final
-            linear layer (sqrt(2) in DeepPrivacy, the paper's recipe; SafeFakes format-1 checkpoints used 1.0).
-        pixel_norm_eps: PixelNorm's eps (1e-8 in the paper's code; 1e-7 in DeepPrivacy's current code).
+        generator: the generator's architecture (``gan.generator.GeneratorConfig``: base_width, latent_channels,
+            to_rgb_gain, pixel_norm_eps; the paper's by default).
+        critic: the critic's architecture (``gan.discriminator.DiscriminatorConfig``: minibatch_std, output_gain).
         critic_input: ``raw`` (the paper: the critic sees the generator's whole output, background included) or
             ``composited`` (the real background around the generated box, as DeepPrivacy2 and most inpainting
             GANs do); the gradient penalty interpolates what the critic sees.
@@ -73,8 +60,8 @@ class DeepPrivacyGAN(pl.LightningModule):
         box_rounding: ``floor`` (the paper's dataset rule: both box ends floored at r px) or ``outward`` (floor
             the start, ceil the end: no face pixel outside the box; up to 1 px larger at 8-32 px).
         nonfinite_step: ``retry`` (the paper's apex fp16: a step with non-finite gradients runs again on the
-            same batch, at most ``MAX_RETRIES`` times; its images are counted once) or ``skip`` (the step is
-            dropped, its images still counted).
+            same batch, at most ``step_guard.MAX_RETRIES`` times; its images are counted once) or ``skip`` (the step is
+            dropped, its images still counted); see ``gan.training.step_guard``.
         gp_every: lazy regularisation (StyleGAN2): the gradient penalty on every N-th critic step only, with weight
             x N. 1 is the paper's recipe (and bit-identical to it); N > 1 departs from it to save the penalty's
             double backward on the other steps.
@@ -87,9 +74,8 @@ class DeepPrivacyGAN(pl.LightningModule):
             backward AOTAutograd cannot differentiate, run eagerly. Results agree with eager within float
             rounding (fused kernels reorder sums).
         fused_adam: Adam's fused kernel for both networks, which also keeps the finite-gradient check on the
-            device: a non-finite step is skipped inside the kernel (``found_inf``, as AMP's GradScaler does),
-            so ``nonfinite_step: skip`` reads nothing back per step and ``retry`` one flag (the default foreach
-            Adam reads one per optimizer). Fused Adam rounds differently from foreach Adam (1 ulp per step).
+            device (``gan.training.step_guard``: 0 or 1 reads per step instead of 2). Fused Adam rounds
+            differently from foreach Adam (1 ulp per step).
         init_from: a weights file (``python -m gan.import_deepprivacy ... --training-checkpoint``) whose G, G_ema and
             critic (if it holds one) start a fresh run; ignored when a run resumes from a checkpoint.
         schedule: growth schedule and global batch sizes, by images seen; its ``max_resolution`` is the
@@ -106,12 +92,8 @@ class DeepPrivacyGAN(pl.LightningModule):
 
     def __init__(
         self,
-        base_width: int = 512,
-        latent_channels: int = 32,
-        minibatch_std: bool = False,
-        to_rgb_gain: float = math.sqrt(2.0),
-        critic_output_gain: float = math.sqrt(2.0),
-        pixel_norm_eps: float = 1e-8,
+        generator: GeneratorConfig = GeneratorConfig(),
+        critic: DiscriminatorConfig = DiscriminatorConfig(),
         critic_input: Literal["raw", "composited"] = "raw",
         generator_step: Literal["fresh", "reuse"] = "fresh",
         box_jitter: float = 0.02,
@@ -135,21 +117,23 @@ class DeepPrivacyGAN(pl.LightningModule):
             raise ValueError(f"model.box_jitter must lie in [0, 0.5), got {box_jitter}")
         if gp_every < 1:
             raise ValueError(f"model.gp_every must be >= 1, got {gp_every}")
+        if not isinstance(generator, GeneratorConfig) or not isinstance(critic, DiscriminatorConfig):
+            raise TypeError("model.generator and model.critic are a GeneratorConfig and a DiscriminatorConfig, got "
+                            f"{type(generator).__name__} and {type(critic).__name__}")
         max_resolution = schedule.max_resolution
         # Plain values only, so checkpoints load with torch.load(weights_only=True).
-        self.save_hyperparameters(ignore=["schedule"])
-        self.hparams["schedule"] = asdict(schedule)
+        self.save_hyperparameters(ignore=["generator", "critic", "schedule"])
+        self.hparams.update(generator=asdict(generator), critic=asdict(critic), schedule=asdict(schedule))
         self.automatic_optimization = False
         self.schedule = schedule
-        self.G = Generator(base_width, max_resolution, latent_channels, to_rgb_gain, pixel_norm_eps)
-        self.D = Discriminator(base_width, max_resolution, minibatch_std, critic_output_gain)
-        self.G_ema = Generator(base_width, max_resolution, latent_channels, to_rgb_gain, pixel_norm_eps).requires_grad_(False)
+        self.G = Generator(generator, max_resolution)
+        self.D = Discriminator(critic, generator.base_width, max_resolution)
+        self.G_ema = Generator(generator, max_resolution).requires_grad_(False)
         copy_weights(self.G_ema, self.G)
+        self.guard = StepGuard(nonfinite_step, fused_adam)
         # Training state lives in buffers: checkpointed, and carried back from spawned processes.
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))
         self.register_buffer("resolution", torch.zeros((), dtype=torch.int64))  # 0 until the first step
-        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.int64))  # optimizer steps dropped
-        self.register_buffer("retried_steps", torch.zeros((), dtype=torch.int64))  # batches run again
         self.register_buffer("critic_steps", torch.zeros((), dtype=torch.int64))  # gp_every counts these
         self.progress: StepProgress | None = None
         self._compiled: tuple[tuple[int, str], Callable, Callable] | None = None  # (stage key, G, D) under compile
@@ -201,33 +185,6 @@ class DeepPrivacyGAN(pl.LightningModule):
     def _grad_scale(self) -> float:
         return float(self._scaler.get_scale()) if self._scaler is not None else 1.0
 
-    def _step(self, optimizer, module: nn.Module, blocked: torch.Tensor | None = None) -> bool | torch.Tensor:
-        """Apply a gradient step unless the gradients are not finite (counted in ``skipped_steps``).
-
-        Returns whether the step was dropped: a bool, or with ``fused_adam`` (and no GradScaler) a device tensor
-        that nobody has waited for; ``blocked`` (a device flag) also drops the step, uncounted.
-        """
-        scaler = self._scaler
-        if scaler is not None:  # fp16: the GradScaler skips the step and lowers its scale
-            before = scaler.get_scale()
-            optimizer.step()
-            skipped = scaler.get_scale() < before
-        elif self.hparams.fused_adam:  # the fused kernel skips the update itself where found_inf is set
-            skipped = grads_nonfinite(module.parameters()).to(self.device)
-            inner = optimizer.optimizer
-            inner.found_inf = (skipped if blocked is None else skipped | blocked).float()
-            optimizer.step()
-            del inner.found_inf
-            self.skipped_steps += skipped
-        else:
-            skipped = bool(grads_nonfinite(module.parameters()))
-            if not skipped:
-                optimizer.step()
-        if skipped is True:
-            self.skipped_steps += 1
-        optimizer.zero_grad(set_to_none=True)
-        return skipped
-
     def training_step(self, batch: FaceBatch, batch_idx: int) -> None:
         stage = self.stage
         world = self.trainer.world_size
@@ -252,22 +209,17 @@ class DeepPrivacyGAN(pl.LightningModule):
         if h.generator_step == "fresh":
             z_generator = torch.randn(len(batch), *self.G.latent_shape, device=self.device, generator=rng)
         image = batch.image.contiguous(memory_format=torch.channels_last) if h.channels_last else batch.image
-        conditioned = condition_batch(image, batch.box, batch.keypoints, stage.resolution, stage.alpha,
-                                      h.box_rounding, jitter)
+        conditioned = condition_batch(image, batch.box, batch.keypoints, stage.resolution, h.box_rounding, stage.alpha,
+                                      jitter)
         passes = self._forward_passes(stage)
-        attempts = 1 + (MAX_RETRIES if h.nonfinite_step == "retry" else 0)
-        for attempt in range(attempts):
-            retry_left = attempt + 1 < attempts
-            losses, fake, critic_skipped = self._critic_step(conditioned, z, epsilon, passes)
-            if critic_skipped is True and retry_left:
-                self.retried_steps += 1
+        guard = self.guard
+        for attempt in guard.attempts():  # one attempt unless a step's gradients are not finite (StepGuard)
+            losses, fake, critic_dropped = self._critic_step(conditioned, z, epsilon, passes)
+            if guard.retry(attempt):
                 continue
-            # A device flag (fused_adam) is not read yet: it blocks the G step on the device, and the step is
-            # retried after one read of both flags.
-            blocked = critic_skipped if torch.is_tensor(critic_skipped) and retry_left else None
-            losses["loss/G"], generator_skipped = self._generator_step(conditioned, fake, z_generator, passes, blocked)
-            if retry_left and bool(generator_skipped if blocked is None else generator_skipped | blocked):
-                self.retried_steps += 1
+            blocked = guard.block(attempt, critic_dropped)
+            losses["loss/G"], generator_dropped = self._generator_step(conditioned, fake, z_generator, passes, blocked)
+            if guard.retry(attempt, generator_dropped if blocked is None else generator_dropped | blocked):
                 continue
             break
 
@@ -281,7 +233,7 @@ class DeepPrivacyGAN(pl.LightningModule):
                       batch_size=len(batch))
         if batch_idx % self.trainer.log_every_n_steps == 0 or self.progress.finished:
             self.log_scalars({
-                **losses, "progress/skipped_steps": self.skipped_steps, "progress/retried_steps": self.retried_steps,
+                **losses, "progress/skipped_steps": guard.skipped_steps, "progress/retried_steps": guard.retried_steps,
                 "progress/resolution": stage.resolution, "progress/alpha": stage.alpha,
                 "progress/images_seen": self.progress.after, "progress/batch_size": stage.batch_size,
             })
@@ -319,8 +271,8 @@ class DeepPrivacyGAN(pl.LightningModule):
         return critic(image, conditioned.condition, conditioned.keypoints, resolution=passes.resolution,
                       alpha=passes.alpha)
 
-    def _critic_step(self, conditioned, z, epsilon, passes: ForwardPasses) -> tuple[dict, torch.Tensor, bool | torch.Tensor]:
-        """WGAN-GP with epsilon drift. Returns (losses, the fake, whether the step was dropped: see ``_step``)."""
+    def _critic_step(self, conditioned, z, epsilon, passes: ForwardPasses) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """WGAN-GP with epsilon drift. Returns (losses, the fake, the device flag: the step was dropped)."""
         reuse = self.hparams.generator_step == "reuse"
         with nullcontext() if reuse else torch.no_grad():  # a fresh G step needs no graph of this fake
             fake = self._generate(conditioned, z, passes)
@@ -342,12 +294,12 @@ class DeepPrivacyGAN(pl.LightningModule):
         self.critic_steps += 1
         host["critic_steps"] += 1
         self.manual_backward(loss_d)
-        skipped = self._step(opt_d, self.D)
+        dropped = self.guard.step(opt_d, self.D.parameters(), self._scaler)
         self.untoggle_optimizer(opt_d)
-        return {**losses, "loss/D/total": loss_d}, fake, skipped
+        return {**losses, "loss/D/total": loss_d}, fake, dropped
 
     def _generator_step(self, conditioned, fake, z_generator, passes: ForwardPasses,
-                        blocked: torch.Tensor | None = None) -> tuple[torch.Tensor, bool | torch.Tensor]:
+                        blocked: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """-D(G(c)) against the updated critic: on the critic's fake (``reuse``) or a fresh sample."""
         opt_g, _ = self.optimizers()
         self.toggle_optimizer(opt_g)
@@ -355,9 +307,9 @@ class DeepPrivacyGAN(pl.LightningModule):
             fake = self._generate(conditioned, z_generator, passes)
         loss_g = generator_loss(self._critic(fake, conditioned, passes))
         self.manual_backward(loss_g)
-        skipped = self._step(opt_g, self.G, blocked)
+        dropped = self.guard.step(opt_g, self.G.parameters(), self._scaler, blocked)
         self.untoggle_optimizer(opt_g)
-        return loss_g, skipped
+        return loss_g, dropped
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         now = time.perf_counter()
@@ -382,11 +334,8 @@ class DeepPrivacyGAN(pl.LightningModule):
         checkpoint[KEY] = checkpoint_metadata(int(self.images_seen), vars(self.stage), config)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        check_resumable(checkpoint, self.hparams)
+        check_resumable(checkpoint, self.hparams)  # upgrades an older checkpoint in place first
         self._host = None  # the buffers are about to be restored: read them again
-        if checkpoint[KEY]["format_version"] == 1:  # format 1 had no retry and critic-step counters
-            for name in ("retried_steps", "critic_steps"):
-                checkpoint["state_dict"].setdefault(name, torch.zeros((), dtype=torch.int64))
 
     def on_fit_start(self) -> None:
         """A fresh run with ``init_from`` starts from the weights in that file; ``channels_last`` is applied."""

@@ -101,9 +101,11 @@ class ImageProgressBar(TQDMProgressBar):
 
 
 def run_summary(images_seen: int, seconds: float, fid: dict[int, float], fid_name: str | None,
-                privacy: tuple[int, dict] | None, checkpoint: str | None, export: str | None, logdir: str | None) -> str:
+                privacy: tuple[int, dict] | None, checkpoint: str | None, export: str | None,
+                logdir: str | None) -> str:
     """The lines a finished run ends with."""
-    lines = [f"Training complete: {images_seen} images in {duration(seconds)} ({images_seen / max(seconds, 1e-9):.1f} img/s "
+    rate = images_seen / max(seconds, 1e-9)
+    lines = [f"Training complete: {images_seen} images in {duration(seconds)} ({rate:.1f} img/s "
              "including start-up and evaluations)."]
     if fid:
         per_resolution = ", ".join(f"{r} px {value:.2f}" for r, value in sorted(fid.items()))

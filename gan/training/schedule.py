@@ -45,7 +45,8 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.start_resolution < 2 * LATENT_RESOLUTION:
-            raise ValueError(f"schedule.start_resolution must be >= {2 * LATENT_RESOLUTION}, got {self.start_resolution}")
+            raise ValueError(f"schedule.start_resolution must be >= {2 * LATENT_RESOLUTION}, "
+                             f"got {self.start_resolution}")
         try:
             resolutions = resolutions_up_to(self.max_resolution, min_resolution=self.start_resolution)
         except ValueError as error:
@@ -67,16 +68,6 @@ class Schedule:
             start += self.fade_images + self.stabilize_images
         object.__setattr__(self, "phases", tuple(phases))
         object.__setattr__(self, "resolutions", tuple(resolutions))
-
-    @property
-    def growth_points(self) -> list[int]:
-        """images_seen at which each new resolution starts to fade in."""
-        return [start for start, _, phase in self.phases if phase == "fade"]
-
-    @property
-    def full_resolution_at(self) -> int:
-        """images_seen at which the last resolution has finished stabilising."""
-        return self.phases[-1][0] + self.stabilize_images
 
     def stage_at(self, images_seen: int) -> Stage:
         if images_seen < 0:

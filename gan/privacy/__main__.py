@@ -1,0 +1,5 @@
+import sys
+
+from gan.privacy.cli import main
+
+sys.exit(main())
