@@ -2,7 +2,9 @@
 
 A detections file is a JSON object mapping each photo (its path relative to the photo folder, or its
 file name) to a list of faces ``{"box": [x0, y0, x1, y1], "keypoints": [[x, y] x 7]}`` in photo pixels.
-``keypoints`` is optional; an absent point is ``null``, ``[null, null]`` or any negative coordinate.
+``keypoints`` is optional; an absent point is ``null``, ``[null, null]`` or any negative coordinate. A video
+(``VIDEO_SUFFIXES``) maps to one such list per frame: ``{"clip.mp4": [[faces of frame 0], [faces of frame 1]]}``.
+``lookup`` finds a file's entry by its relative path, or by its file name where that is unique.
 ``data.prepare`` and ``gan.anonymize`` read it, and ``FaceAlignmentDetector`` produces the same faces.
 """
 
@@ -17,6 +19,7 @@ from data.keypoints import ABSENT, NUM_KEYPOINTS, pixel_keypoints_present
 from data.record import DataError
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi"}
 # face-alignment's weights and the names under which torch.hub caches them.
 FACE_ALIGNMENT_WEIGHTS = {
     "s3fd-619a316812.pth": "face detector (S3FD)",
@@ -69,8 +72,9 @@ def parse_face(entry, where: str) -> Face:
     return Face(box, keypoints)
 
 
-def load_detections(path: str | Path) -> dict[str, list[Face]]:
-    """Read and check a whole detections file; errors name the file, the photo and the face."""
+def load_detections(path: str | Path) -> dict[str, list]:
+    """Read and check a whole detections file: ``{name: [Face]}`` for photos, ``{name: [[Face] per frame]}`` for
+    videos; errors name the file, the photo (and frame) and the face."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -78,12 +82,36 @@ def load_detections(path: str | Path) -> dict[str, list[Face]]:
         raise DataError("bad_detections", str(path), str(error)) from error
     if not isinstance(data, dict):
         raise DataError("bad_detections", str(path), "expected an object mapping photo paths to lists of faces")
-    table = {}
-    for photo, faces in data.items():
+    table: dict[str, list] = {}
+    for name, faces in data.items():
         if not isinstance(faces, list):
-            raise DataError("bad_detections", f"{path} [{photo}]", "expected a list of faces")
-        table[photo] = [parse_face(face, f"{path} [{photo}, face {i}]") for i, face in enumerate(faces)]
+            raise DataError("bad_detections", f"{path} [{name}]", "expected a list of faces")
+        if Path(name).suffix.lower() in VIDEO_SUFFIXES:
+            frames = []
+            for f, frame in enumerate(faces):
+                if not isinstance(frame, list):
+                    raise DataError("bad_detections", f"{path} [{name}, frame {f}]", "expected a list of faces")
+                frames.append([parse_face(face, f"{path} [{name}, frame {f}, face {i}]")
+                               for i, face in enumerate(frame)])
+            table[name] = frames
+        else:
+            table[name] = [parse_face(face, f"{path} [{name}, face {i}]") for i, face in enumerate(faces)]
     return table
+
+
+def lookup(table: dict[str, list], relative: str, names: dict[str, list[str]], where: str):
+    """The entry of the file at ``relative`` (a posix path under its input folder): by that path, else by its file
+    name when exactly one input has that name (``names``: file name -> the relative paths that have it); None if
+    there is none. A file name that several inputs share is a ``DataError`` naming them."""
+    if relative in table:
+        return table[relative]
+    name = Path(relative).name
+    if name not in table:
+        return None
+    if len(names.get(name, [])) > 1:
+        raise DataError("ambiguous_detections", where, f"the entry {name!r} could be any of "
+                        f"{', '.join(sorted(names[name]))}: key it by the path relative to the input folder")
+    return table[name]
 
 
 def keypoints_from_68(landmarks: np.ndarray) -> np.ndarray:

@@ -97,7 +97,7 @@ def test_anonymize_checks_inputs_first_and_leaves_nothing_behind(random_export, 
     out = tmp_path / "out"
     assert anonymize_main(["--model", str(random_export), "--input", str(tmp_path / "missing.jpg"),
                            "--output", str(out)]) == 1
-    assert "no such photo" in capsys.readouterr().err and not out.exists()
+    assert "missing.jpg: missing_input: no such file or folder" in capsys.readouterr().err and not out.exists()
     (tmp_path / "det.json").write_text(json.dumps({"other.jpg": []}))
     assert anonymize_main(["--model", str(random_export), "--input", str(DEMO / "photos" / "obama.jpg"), "--output",
                            str(out), "--detections", str(tmp_path / "det.json")]) == 1
@@ -123,9 +123,13 @@ def test_faces_of_many_photos_in_one_batch_equal_one_photo_at_a_time(random_expo
     together = Anonymizer.from_export(random_export, seed=5, batch_size=16).many(
         [photo, second], [boxes, boxes[:1]], [keypoints, keypoints[:1]], keys=[10, 11])
     alone = Anonymizer.from_export(random_export, seed=5, batch_size=1)
-    assert np.array_equal(together[0][0], alone(photo, boxes, keypoints, key=10)[0])
-    assert np.array_equal(together[1][0], alone(second, boxes[:1], keypoints[:1], key=11)[0])
-    assert not np.array_equal(together[0][0], alone(photo, boxes, keypoints, key=11)[0])  # the key seeds them
+
+    def close(a, b):  # a batched convolution may sum in another order: a pixel may round to the next uint8 level
+        return np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+    assert close(together[0][0], alone(photo, boxes, keypoints, key=10)[0])
+    assert close(together[1][0], alone(second, boxes[:1], keypoints[:1], key=11)[0])
+    assert not close(together[0][0], alone(photo, boxes, keypoints, key=11)[0])  # the key seeds the latents
 
 
 def test_the_anonymizer_places_boxes_by_the_rule_the_export_records(random_export, tmp_path):

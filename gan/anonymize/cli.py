@@ -1,106 +1,206 @@
-"""Anonymize photos with an exported generator: every detected face is replaced (the command line).
+"""Anonymize photos, photo datasets and videos with an exported generator: every face is replaced (the command line).
 
-    python -m gan.anonymize --model checkpoints/demo/export --input photo.jpg [more.jpg ...] --output out/
-        [--detections faces.json] [--backend torch|onnx] [--seed 7] [--blur-below 0] [--device cpu]
+    python -m gan.anonymize --model checkpoints/demo/export --input photos/ [more.jpg clip.mp4 ...] --output out/
+        [--detections faces.json] [--backend torch|onnx] [--seed 7] [--blur-below 0] [--batch-size 16]
+        [--workers N] [--overwrite] [--strict] [--copy-annotations] [--device cpu]
 
-Faces come from face-alignment (boxes + 7 keypoints; its weights must be in ``$TORCH_HOME/hub/checkpoints``)
-or from ``--detections`` (``data.detections``: per photo file name a list of ``{"box": [...], "keypoints": [...]}``,
-keypoints optional, null = absent). Each face is cropped the DeepPrivacy way, resized to the model's resolution,
-conditioned by the box rule it was trained with, generated (z = 0 unless ``--seed``), resized back and pasted inside
-its box only (``gan.anonymize.anonymizer``). A face without keypoints is generated
-with all keypoints absent; with ``--blur-below N`` a face whose box is under N pixels is blurred instead.
+``--input`` takes files and folders; folders are walked recursively (photos and videos by suffix, hidden files
+skipped) and ``--output`` mirrors them: every output has its input's path relative to its folder (a file given
+directly: its name). Nothing is written next to the inputs. Faces come from face-alignment (boxes + 7 keypoints;
+its weights must be in ``$TORCH_HOME/hub/checkpoints``) or from ``--detections`` (``data.detections``: keyed by the
+path relative to the input folder, or by the file name where that is unique; keypoints optional, null = absent).
+Each face is cropped the DeepPrivacy way, conditioned by the box rule its generator was trained with, generated
+(z = 0 unless ``--seed``; then one latent per face from the seed, the file's path and the face's index), resized
+back and pasted inside its box only (``gan.anonymize.anonymizer``). A face without keypoints is generated with all
+keypoints absent; with ``--blur-below N`` a face whose box is under N pixels is blurred instead.
+
+Resumable: outputs are written atomically and recorded in ``<output>/.anonymize.jsonl``; running the same command
+again skips the complete ones (``gan.anonymize.files`` says how that is decided) and ``--overwrite`` redoes them.
+A file that cannot be read, or a detections entry for a file that is not there, is listed in ``report.json`` with
+the reason and the job goes on (``--strict``: the first one stops it); the exit status is 1 if any input failed.
 No face is left as it was: the report counts how many took each path.
 """
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from data.detections import FaceAlignmentDetector, load_detections
-from data.keypoints import NUM_KEYPOINTS
+from data.checksum import sha256_file
+from data.detections import FaceAlignmentDetector, load_detections, lookup
 from data.record import DataError
-from gan.anonymize.anonymizer import Anonymizer, Report
+from gan.anonymize.anonymizer import Anonymizer
+from gan.anonymize.files import Item, Journal, check_output, collect, commit, copy_annotations, temporary
+from gan.anonymize.photos import Progress, anonymize_photos, worker_count
+from gan.export import ExportError
 
 
-def save_like(result: np.ndarray, path: Path, source_format: str | None, source: Image.Image, quality: int) -> None:
-    """Save in the input's format: JPEG at ``quality`` with the input's chroma subsampling, PNG and WebP losslessly.
-    No metadata is copied: EXIF (camera, time, GPS position) never reaches the anonymised file."""
-    image = Image.fromarray(result)
-    if source_format == "JPEG":
-        from PIL import JpegImagePlugin
+class Failed(Exception):
+    """``--strict``: the first input that failed stops the job."""
 
-        sampling = JpegImagePlugin.get_sampling(source)
-        image.save(path, "JPEG", quality=quality, subsampling=sampling if sampling != -1 else 0)
-    elif source_format == "WEBP":
-        image.save(path, "WEBP", lossless=True)
-    else:
-        image.save(path, source_format or None)  # PNG, BMP, TIFF: lossless
+
+class Job:
+    """One anonymization job: its inputs, how their faces are found, where results go, and what happened."""
+
+    def __init__(self, args, items: list[Item], annotations, table, anonymizer: Anonymizer, detector) -> None:
+        self.args, self.items, self.annotations = args, items, annotations
+        self.table, self.anonymizer, self.detector = table, anonymizer, detector
+        self.output = Path(args.output)
+        self.names: dict[str, list[str]] = {}
+        for item in items:
+            self.names.setdefault(Path(item.relative).name, []).append(item.relative)
+        self.results: dict[str, dict] = {}
+        self.failed: list[dict] = []
+
+    def settings(self) -> dict:
+        """What an output depends on beside its input: a change makes the journal's entries stale."""
+        a = self.args
+        return {"model": self.anonymizer.generate.meta["sha256"], "backend": a.backend, "seed": a.seed,
+                "blur_below": a.blur_below, "quality": a.quality,
+                "detections": sha256_file(a.detections) if a.detections else "face-alignment"}
+
+    def fail(self, item: Item | str, reason: str) -> None:
+        where = item.relative if isinstance(item, Item) else item
+        self.failed.append({"path": where, "reason": reason})
+        if self.args.strict:
+            raise Failed(f"{item.source if isinstance(item, Item) else where}: {reason}")
+
+    def faces_of(self, item: Item, photo):
+        if self.table is None:
+            return self.detector(photo)
+        return lookup(self.table, item.relative, self.names, str(self.args.detections))
+
+    def run(self) -> int:
+        output, journal = self.output, Journal(self.output, self.settings())
+        todo = []
+        for item in self.items:
+            if not self.args.overwrite and journal.complete(item, output / item.relative):
+                self.results[item.relative] = {k: v for k, v in journal.done[item.relative].items()
+                                               if k not in ("relative", "input", "settings")}
+            else:
+                todo.append(item)
+        skipped = len(self.items) - len(todo)
+        if skipped:
+            print(f"anonymize: {skipped} of {len(self.items)} outputs are complete (see {journal.path.name}); "
+                  "doing the rest" + ("" if todo else ": nothing left"), flush=True)
+        progress = Progress(len(todo), "file", sys.stdout.isatty())
+        stopped = None
+        try:
+            for entry in self.unmatched_entries():
+                self.fail(entry, "the detections file has an entry for it, but no such file is in the input")
+            photos = [item for item in todo if item.kind == "photo"]
+            for item, summary in anonymize_photos(photos, self.anonymizer, self.faces_of, output, journal,
+                                                  self.args.quality, worker_count(self.args.workers), self.fail):
+                self.results[item.relative] = summary
+                progress.update(1, summary["faces"])
+            for item in (item for item in todo if item.kind == "video"):
+                summary = self.video(item, journal)
+                if summary is not None:
+                    self.results[item.relative] = summary
+                progress.update(1, summary["faces_detected"] if summary else 0)
+        except Failed as error:
+            stopped = str(error)
+        finally:
+            progress.close()
+        copied = copy_annotations(self.annotations, output) if self.args.copy_annotations and not stopped else 0
+        self.write_report(skipped, copied)
+        if stopped:
+            print(f"error: {stopped} (--strict)", file=sys.stderr)
+        elif self.failed:
+            print(f"error: {len(self.failed)} input(s) failed; see {output / 'report.json'}", file=sys.stderr)
+        return 1 if stopped or self.failed else 0
+
+    def video(self, item: Item, journal: Journal) -> dict | None:
+        from gan.anonymize.video import anonymize_video
+
+        frames = None
+        if self.table is not None:
+            frames = lookup(self.table, item.relative, self.names, str(self.args.detections))
+        try:
+            summary = anonymize_video(item.source, self.output / item.relative, self.anonymizer, frames,
+                                      self.detector, item.key, self.args)
+        except DataError as error:
+            self.fail(item, error.detail)
+            return None
+        journal.record(item, summary)
+        return summary
+
+    def unmatched_entries(self) -> list[str]:
+        """Detections entries that name no input, when the inputs are folders (with single files, a detections file
+        may well describe more than this job)."""
+        if self.table is None or not any(Path(p).is_dir() for p in self.args.input):
+            return []
+        relatives = {item.relative for item in self.items}
+        return [name for name in self.table if name not in relatives and name not in self.names]
+
+    def write_report(self, skipped: int, copied: int) -> None:
+        images = {k: v for k, v in self.results.items() if "frames" not in v}
+        videos = {k: v for k, v in self.results.items() if "frames" in v}
+        summary = {"generated": sum(r.get("generated", 0) for r in self.results.values()),
+                   "generated_without_keypoints": sum(r.get("generated_without_keypoints", 0)
+                                                      for r in self.results.values()),
+                   "blurred": sum(r.get("blurred", 0) for r in self.results.values()),
+                   "files": len(self.items), "complete_before": skipped, "failed": self.failed,
+                   "annotations_copied": copied, "images": images, "videos": videos}
+        self.output.mkdir(parents=True, exist_ok=True)
+        path = self.output / "report.json"
+        tmp = temporary(path)
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+        commit(tmp, path)
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("images", "videos", "failed")}
+                         | {"failed": len(self.failed)}))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="an export folder (gan.export)")
+    p.add_argument("--input", required=True, nargs="+", help="photos, videos and folders of them")
+    p.add_argument("--output", required=True, help="folder for the anonymized files and report.json")
+    p.add_argument("--detections", help="JSON of faces per file (relative path or file name -> faces)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--seed", type=int, help="random latents from this seed (default: z = 0)")
+    p.add_argument("--blur-below", type=int, default=0, help="blur instead of generating faces under N px")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the outputs (the input's format is kept)")
+    p.add_argument("--batch-size", type=int, default=16, help="faces per generator call (of one or more photos)")
+    p.add_argument("--workers", type=int, help="DataLoader processes decoding photos (default: up to 4)")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that are complete")
+    p.add_argument("--strict", action="store_true", help="stop at the first input that fails")
+    p.add_argument("--copy-annotations", action="store_true",
+                   help="copy the COCO *.json and YOLO *.txt files of the input folders to the same relative paths")
+    p.add_argument("--device", default="cpu", help="device for the torch backend and face-alignment")
+    video = p.add_argument_group("video (gan.anonymize.video)")
+    video.add_argument("--crf", type=int, default=18, help="H.264 quality (0-51, lower is better; 18: visually "
+                       "lossless)")
+    video.add_argument("--keep-audio", action="store_true",
+                       help="copy the audio streams (dropped by default: voices identify people too)")
+    video.add_argument("--max-gap", type=int, default=10,
+                       help="frames a tracked face may go undetected and still be anonymised at its predicted box")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="an export folder (gan.export)")
-    parser.add_argument("--input", required=True, nargs="+", help="photos")
-    parser.add_argument("--output", required=True, help="folder for the anonymized photos and report.json")
-    parser.add_argument("--detections", help="JSON of faces per photo (file name -> list of {box, keypoints})")
-    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    parser.add_argument("--seed", type=int, help="random latents from this seed (default: z = 0)")
-    parser.add_argument("--blur-below", type=int, default=0, help="blur instead of generating faces under N px")
-    parser.add_argument("--quality", type=int, default=95,
-                        help="JPEG quality of the outputs (the input's format is kept)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", default="cpu", help="device for the torch backend and face-alignment")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if not 1 <= args.quality <= 100:
-        parser.error(f"--quality must lie in [1, 100], got {args.quality}")
-    inputs = [Path(p) for p in args.input]
-    missing = [str(p) for p in inputs if not p.is_file()]
-    if missing:  # before any model or detector is loaded
-        print(f"error: no such photo: {', '.join(missing)}", file=sys.stderr)
-        return 1
-    try:
+        parser().error(f"--quality must lie in [1, 100], got {args.quality}")
+    if args.batch_size < 1 or not 0 <= args.crf <= 51 or args.max_gap < 0:
+        parser().error("--batch-size must be >= 1, --crf in [0, 51] and --max-gap >= 0")
+    try:  # every input and the detections file are checked before any model loads; nothing is written on failure
+        items, annotations = collect(args.input)
+        check_output(Path(args.output), args.input)
         table = load_detections(args.detections) if args.detections else None
         if table is not None:
-            unlisted = [p.name for p in inputs if p.name not in table]
+            names: dict[str, list[str]] = {}
+            for item in items:
+                names.setdefault(Path(item.relative).name, []).append(item.relative)
+            unlisted = [i.relative for i in items if lookup(table, i.relative, names, args.detections) is None]
             if unlisted:
                 raise DataError("no_detections_entry", str(args.detections), f"no entry for {', '.join(unlisted)}")
         anonymizer = Anonymizer.from_export(args.model, args.backend, batch_size=args.batch_size, seed=args.seed,
                                             blur_below=args.blur_below, device=args.device)
         detector = None if table is not None else FaceAlignmentDetector(args.device, args.batch_size)
-    except (DataError, FileNotFoundError, ValueError, ImportError) as error:
+    except (DataError, ExportError, FileNotFoundError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    output = Path(args.output)
-    total = Report()
-    for path in inputs:
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                source, source_format = opened, opened.format
-                photo = np.asarray(opened.convert("RGB"))
-        except (OSError, SyntaxError) as error:
-            print(f"error: {path}: cannot read the photo: {error}", file=sys.stderr)
-            return 1
-        faces = table[path.name] if table is not None else detector(photo)
-        boxes = np.array([face.box for face in faces]).reshape(-1, 4)
-        points = np.array([face.keypoints for face in faces]).reshape(-1, NUM_KEYPOINTS, 2)
-        result, report = anonymizer(photo, boxes, points)
-        output.mkdir(parents=True, exist_ok=True)  # only once there is something to write
-        save_like(result, output / path.name, source_format, source, args.quality)
-        total.generated += report.generated
-        total.generated_without_keypoints += report.generated_without_keypoints
-        total.blurred += report.blurred
-        total.per_image[path.name] = {"faces": len(faces), "generated": report.generated, "blurred": report.blurred}
-    summary = {"generated": total.generated, "generated_without_keypoints": total.generated_without_keypoints,
-               "blurred": total.blurred, "images": total.per_image}
-    (output / "report.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in summary.items() if k != "images"}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    os.makedirs(args.output, exist_ok=True)
+    return Job(args, items, annotations, table, anonymizer, detector).run()
