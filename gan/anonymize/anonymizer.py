@@ -98,19 +98,22 @@ class Anonymizer:
         return self.many([image], [boxes], [keypoints], [key])[0]
 
     def many(self, images: Sequence[np.ndarray], boxes: Sequence, keypoints: Sequence | None = None,
-             keys: Sequence[int] | None = None) -> list[tuple[np.ndarray, Report]]:
-        """Anonymise several photos; ``keys`` (default: their indices) seed their faces' latents."""
+             keys: Sequence[int] | None = None,
+             face_ids: Sequence[Sequence[int]] | None = None) -> list[tuple[np.ndarray, Report]]:
+        """Anonymise several photos; ``keys`` (default: their indices) and ``face_ids`` (default: each face's index in
+        its photo; a video passes track ids) seed their faces' latents."""
         keypoints = keypoints if keypoints is not None else [None] * len(images)
         keys = keys if keys is not None else range(len(images))
         results = [(image.copy(), Report()) for image in images]
         faces = []
         for index, (image, image_boxes, image_points) in enumerate(zip(images, boxes, keypoints, strict=True)):
-            faces += self._plan(index, image, results[index], image_boxes, image_points)
+            ids = face_ids[index] if face_ids is not None else None
+            faces += self._plan(index, image, results[index], image_boxes, image_points, ids)
         for start in range(0, len(faces), self.batch_size):
             self._generate(images, results, faces[start : start + self.batch_size], list(keys))
         return results
 
-    def _plan(self, index: int, image: np.ndarray, result, boxes, keypoints) -> list[_Face]:
+    def _plan(self, index: int, image: np.ndarray, result, boxes, keypoints, ids=None) -> list[_Face]:
         """The faces of one photo to generate; faces under ``blur_below`` are blurred into the result right away."""
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if keypoints is None:
@@ -130,7 +133,7 @@ class Anonymizer:
                 continue
             report.generated += 1
             report.generated_without_keypoints += int(not pixel_keypoints_present(points).any())
-            planned.append(_Face(index, i, box, points, pixels))
+            planned.append(_Face(index, i if ids is None else int(ids[i]), box, points, pixels))
         return planned
 
     def _latents(self, faces: list[_Face], keys: list[int]) -> torch.Tensor:
