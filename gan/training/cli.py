@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.strategies import DDPStrategy
 
@@ -235,6 +235,7 @@ def build_cli(args: list[str] | None = None) -> SafeFakesCLI:
         )
     callbacks = cli.trainer.callbacks  # images seen instead of batches in the progress bar
     for i, callback in enumerate(callbacks):
-        if type(callback) is TQDMProgressBar:
+        # Lightning's default bar: tqdm, or rich's where rich is installed (norfair, for video, brings it).
+        if type(callback) in (TQDMProgressBar, RichProgressBar):
             callbacks[i] = ImageProgressBar()
     return cli
