@@ -3,7 +3,7 @@ box rule, generate, and paste inside the box only (``paste_face``: the one paste
 privacy report and its training callback alike)."""
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,6 @@ class Report:
     generated: int = 0
     generated_without_keypoints: int = 0
     blurred: int = 0
-    per_image: dict = field(default_factory=dict)
 
 
 @dataclass

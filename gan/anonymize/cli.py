@@ -31,7 +31,7 @@ from data.checksum import sha256_file
 from data.detections import FaceAlignmentDetector, load_detections, lookup
 from data.record import DataError
 from gan.anonymize.anonymizer import Anonymizer
-from gan.anonymize.files import Item, Journal, check_output, collect, commit, copy_annotations, temporary
+from gan.anonymize.files import Item, Journal, check_output, collect, commit, copy_annotations, file_names, temporary
 from gan.anonymize.photos import Progress, anonymize_photos, worker_count
 from gan.export import ExportError
 
@@ -47,9 +47,7 @@ class Job:
         self.args, self.items, self.annotations = args, items, annotations
         self.table, self.anonymizer, self.detector = table, anonymizer, detector
         self.output = Path(args.output)
-        self.names: dict[str, list[str]] = {}
-        for item in items:
-            self.names.setdefault(Path(item.relative).name, []).append(item.relative)
+        self.names = file_names(items)
         self.results: dict[str, dict] = {}
         self.failed: list[dict] = []
 
@@ -190,9 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         check_output(Path(args.output), args.input)
         table = load_detections(args.detections) if args.detections else None
         if table is not None:
-            names: dict[str, list[str]] = {}
-            for item in items:
-                names.setdefault(Path(item.relative).name, []).append(item.relative)
+            names = file_names(items)
             unlisted = [i.relative for i in items if lookup(table, i.relative, names, args.detections) is None]
             if unlisted:
                 raise DataError("no_detections_entry", str(args.detections), f"no entry for {', '.join(unlisted)}")

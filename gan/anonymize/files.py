@@ -68,6 +68,14 @@ def collect(inputs: list[str | Path]) -> tuple[list[Item], list[tuple[Path, Path
     return list(items.values()), annotations
 
 
+def file_names(items: list[Item]) -> dict[str, list[str]]:
+    """File name -> the relative paths that have it (``data.detections.lookup`` accepts a name that is unique)."""
+    names: dict[str, list[str]] = {}
+    for item in items:
+        names.setdefault(Path(item.relative).name, []).append(item.relative)
+    return names
+
+
 def _add(items: dict[str, Item], item: Item) -> None:
     if item.relative in items:
         raise DataError("output_collision", str(item.source), f"and {items[item.relative].source} would both be "

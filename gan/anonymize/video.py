@@ -26,12 +26,13 @@ generated and blurred.
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from data.detections import Face
+from data.face_analysis import box_iou
 from data.keypoints import NUM_KEYPOINTS, pixel_keypoints_present
 from data.record import DataError
 from gan.anonymize.anonymizer import Anonymizer
@@ -46,22 +47,9 @@ QUEUE_FRAMES = 8  # decoded frames waiting for the anonymizer: the memory a vide
 FLUSH_FRAMES = 8  # frames whose faces are generated in one batch (or fewer, once batch_size faces are queued)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _distance(detection, tracked) -> float:
     """1 - IoU of a detection's box and a track's estimated box (the first two of the 9 tracked points)."""
     return 1.0 - box_iou(detection.points[:2].reshape(4), tracked.estimate[:2].reshape(4))
-
-
-@dataclass
-class Track:
-    last_seen: int
 
 
 @dataclass
@@ -74,7 +62,6 @@ class VideoReport:
     generated: int = 0
     generated_without_keypoints: int = 0
     blurred: int = 0
-    seen: dict = field(default_factory=dict)
 
 
 class FaceTracker:
@@ -99,7 +86,7 @@ class FaceTracker:
                                    filter_factory=OptimizedKalmanFilterFactory(R=smoothing, Q=KALMAN_Q))
         finally:
             root.setLevel(level)
-        self.tracks: dict[int, Track] = {}
+        self.last_seen: dict[int, int] = {}  # track id -> the last frame it was detected in
         self.frame = -1
         self.next_untracked = 1 << 30  # latent ids of detections no track claims (never a track's id)
 
@@ -115,11 +102,11 @@ class FaceTracker:
         out, claimed = [], set()
         for obj in self.tracker.update(detections):
             matched = any(obj.last_detection is d for d in detections)
-            track = self.tracks.setdefault(obj.id, Track(self.frame))
+            if matched or obj.id not in self.last_seen:
+                self.last_seen[obj.id] = self.frame
             if matched:
-                track.last_seen = self.frame
                 claimed.add(id(obj.last_detection))
-            missed = self.frame - track.last_seen
+            missed = self.frame - self.last_seen[obj.id]
             if missed > self.max_gap:
                 continue
             box = obj.estimate[:2].reshape(4).astype(np.float64)
@@ -144,11 +131,11 @@ class FaceTracker:
                 report.faces_untracked += 1
                 self.next_untracked += 1
                 out.append((detection.data.box, detection.data.keypoints, self.next_untracked))
-        report.tracks = len(self.tracks)
+        report.tracks = len(self.last_seen)
         return out
 
 
-def _read(container, stream, frames: queue.Queue, audio, packets: list) -> None:
+def _read(container, stream, frames: queue.Queue, audio) -> None:
     """The reader thread: decoded frames (and, with audio, its packets in order) into the queue; None ends it."""
     try:
         streams = (stream, audio) if audio is not None else (stream,)
@@ -191,7 +178,7 @@ def anonymize_video(source: Path, target: Path, anonymizer: Anonymizer, detectio
     out.options = {"crf": str(args.crf)}
     out_audio = output.add_stream_from_template(audio) if audio is not None else None
     frames: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
-    reader = threading.Thread(target=_read, args=(container, stream, frames, audio, []), daemon=True)
+    reader = threading.Thread(target=_read, args=(container, stream, frames, audio), daemon=True)
     reader.start()
     tracker, report = FaceTracker(args.max_gap), VideoReport()
     pending: list = []
