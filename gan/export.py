@@ -1,6 +1,10 @@
 """Export the EMA generator for deployment: safetensors + JSON, and a single-file ONNX model.
 
     python -m gan.export --checkpoint checkpoints/demo/last.ckpt --out checkpoints/demo/export [--no-onnx]
+    python -m gan.export --checkpoint checkpoints/fdf/last.ckpt --out dp_v1 --format deepprivacy
+
+``--format deepprivacy`` writes a checkpoint that DeepPrivacy's own code loads as its ``deep_privacy_v1`` model
+(``gan.export_deepprivacy``); ``--checkpoint`` may also be an export folder.
 
 The export runs at the generator's full resolution with alpha = 1 and holds no code: ``generator.json``
 describes the architecture and every input convention, ``generator.safetensors`` the weights (its sha256
@@ -216,18 +220,42 @@ def load_onnx_generator(folder: str | Path) -> OnnxGenerator:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.ckpt) or an export folder")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--format", choices=["safefakes", "deepprivacy"], default="safefakes",
+                        help="safefakes: safetensors + JSON + ONNX; deepprivacy: DeepPrivacy's checkpoint layout")
     parser.add_argument("--no-onnx", action="store_true", help="skip generator.onnx")
+    parser.add_argument("--any-geometry", action="store_true",
+                        help="deepprivacy: also write widths other than DeepPrivacyV1's c = 512 at 128 px")
     args = parser.parse_args(argv)
     try:
-        generator, meta = ema_generator_from_checkpoint(args.checkpoint)
+        if Path(args.checkpoint).is_dir():
+            model = load_generator(args.checkpoint)
+            generator, box_rounding = model.generator, model.meta["conditioning"]["box_rounding"]
+            images_seen, config, source_sha = model.meta["images_seen"], model.meta["training_config"], \
+                model.meta["sha256"]
+        else:
+            generator, meta = ema_generator_from_checkpoint(args.checkpoint)
+            box_rounding, images_seen = meta["hyper_parameters"]["box_rounding"], meta["images_seen"]
+            config, source_sha = meta.get("config"), sha256_file(args.checkpoint)
+        if args.format == "deepprivacy":
+            from gan.export_deepprivacy import CONFIG, OUTPUT_DIR, export_deepprivacy
+
+            written = export_deepprivacy(generator, args.out, box_rounding, images_seen, source_sha,
+                                         any_geometry=args.any_geometry)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    export(generator, args.out, meta["hyper_parameters"]["box_rounding"], meta["images_seen"], meta.get("config"),
-           onnx=not args.no_onnx)
-    print(f"exported the EMA generator ({meta['images_seen']} images seen) to {args.out}")
+    if args.format == "deepprivacy":
+        print(f"wrote {written['checkpoint']} ({written['tensors']} tensors; left out, used only during fade-ins: "
+              f"{len(written['left_out'])})")
+        for note in written["notes"]:
+            print(f"note: {note}")
+        print(f"DeepPrivacy loads it as deep_privacy_v1: copy {args.out} to <DeepPrivacy>/{OUTPUT_DIR}, then run "
+              f"python anonymize.py -c {CONFIG} -s INPUT -t OUTPUT")
+        return 0
+    export(generator, args.out, box_rounding, images_seen, config, onnx=not args.no_onnx)
+    print(f"exported the EMA generator ({images_seen} images seen) to {args.out}")
     return 0
 
 
