@@ -18,6 +18,8 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> str | None:
+    if module.endswith(".__main__"):
+        return "gan.training"  # an entry point wires the layers together, as train.py does: the top layer
     for name in sorted(LAYERS, key=len, reverse=True):
         if module == name or module.startswith(name + "."):
             return name

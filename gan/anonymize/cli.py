@@ -2,7 +2,7 @@
 
     python -m gan.anonymize --model checkpoints/demo/export --input photos/ [more.jpg clip.mp4 ...] --output out/
         [--detections faces.json] [--backend torch|onnx] [--seed 7] [--blur-below 0] [--batch-size 16]
-        [--workers N] [--overwrite] [--strict] [--copy-annotations] [--device cpu]
+        [--workers N] [--overwrite] [--strict] [--copy-annotations] [--device cpu] [--devices N --num-nodes M]
 
 ``--input`` takes files and folders; folders are walked recursively (photos and videos by suffix, hidden files
 skipped) and ``--output`` mirrors them: every output has its input's path relative to its folder (a file given
@@ -19,12 +19,17 @@ again skips the complete ones (``gan.anonymize.files`` says how that is decided)
 A file that cannot be read, or a detections entry for a file that is not there, is listed in ``report.json`` with
 the reason and the job goes on (``--strict``: the first one stops it); the exit status is 1 if any input failed.
 No face is left as it was: the report counts how many took each path.
+
+``--devices N`` (and ``--num-nodes M``) runs the same job over N x M processes through Lightning's
+``Trainer.predict`` with DDP, each rank taking a deterministic shard of the inputs (``gan.training.sharded``); the
+outputs are those of a single process.
 """
 
 import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from data.checksum import sha256_file
@@ -35,6 +40,8 @@ from gan.anonymize.files import Item, Journal, check_output, collect, commit, co
 from gan.anonymize.photos import Progress, anonymize_photos, worker_count
 from gan.export import ExportError
 
+Runner = Callable[["Job", list[Item], int], bool]  # (job, what is left to do, workers) -> is this rank 0?
+
 
 class Failed(Exception):
     """``--strict``: the first input that failed stops the job."""
@@ -43,13 +50,20 @@ class Failed(Exception):
 class Job:
     """One anonymization job: its inputs, how their faces are found, where results go, and what happened."""
 
-    def __init__(self, args, items: list[Item], annotations, table, anonymizer: Anonymizer, detector) -> None:
+    def __init__(self, args, items: list[Item], annotations, table, anonymizer: Anonymizer, detector,
+                 runner: Runner | None = None) -> None:
         self.args, self.items, self.annotations = args, items, annotations
-        self.table, self.anonymizer, self.detector = table, anonymizer, detector
+        self.table, self.anonymizer, self.detector, self.runner = table, anonymizer, detector, runner
         self.output = Path(args.output)
         self.names = file_names(items)
         self.results: dict[str, dict] = {}
         self.failed: list[dict] = []
+        self.terminal = sys.stdout.isatty()
+        # In a --devices job every process runs this far; only the first of the first node speaks.
+        self.speaks = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+    def detector_on(self, device: str):
+        return FaceAlignmentDetector(device, self.args.batch_size)
 
     def settings(self) -> dict:
         """What an output depends on beside its input: a change makes the journal's entries stale."""
@@ -73,22 +87,44 @@ class Job:
         output, journal = self.output, Journal(self.output, self.settings())
         todo = []
         for item in self.items:
-            if not self.args.overwrite and journal.complete(item, output / item.relative):
-                self.results[item.relative] = {k: v for k, v in journal.done[item.relative].items()
+            entry = None if self.args.overwrite else journal.complete(item, output / item.relative)
+            if entry is not None:
+                self.results[item.relative] = {k: v for k, v in entry.items()
                                                if k not in ("relative", "input", "settings")}
             else:
                 todo.append(item)
         skipped = len(self.items) - len(todo)
-        if skipped:
+        if skipped and self.speaks:
             print(f"anonymize: {skipped} of {len(self.items)} outputs are complete (see {journal.path.name}); "
                   "doing the rest" + ("" if todo else ": nothing left"), flush=True)
-        progress = Progress(len(todo), "file", sys.stdout.isatty())
         stopped = None
         try:
             for entry in self.unmatched_entries():
                 self.fail(entry, "the detections file has an entry for it, but no such file is in the input")
+            if self.runner is not None:
+                if not self.runner(self, todo, worker_count(self.args.workers)):
+                    return 0  # another rank: rank 0 gathered its results and writes the report
+            else:
+                self.process(todo, journal)
+        except Failed as error:
+            stopped = str(error)
+        if stopped and not self.speaks:  # --strict in another rank: the job stops (Lightning's launcher ends it)
+            print(f"error: {stopped} (--strict)", file=sys.stderr)
+            return 1
+        copied = copy_annotations(self.annotations, output) if self.args.copy_annotations and not stopped else 0
+        self.write_report(skipped, copied)
+        if stopped:
+            print(f"error: {stopped} (--strict)", file=sys.stderr)
+        elif self.failed:
+            print(f"error: {len(self.failed)} input(s) failed; see {output / 'report.json'}", file=sys.stderr)
+        return 1 if stopped or self.failed else 0
+
+    def process(self, todo: list[Item], journal: Journal) -> None:
+        """Anonymise ``todo`` in this process: photos decoded in DataLoader workers, then the videos."""
+        progress = Progress(len(todo), "file", self.terminal)
+        try:
             photos = [item for item in todo if item.kind == "photo"]
-            for item, summary in anonymize_photos(photos, self.anonymizer, self.faces_of, output, journal,
+            for item, summary in anonymize_photos(photos, self.anonymizer, self.faces_of, self.output, journal,
                                                   self.args.quality, worker_count(self.args.workers), self.fail):
                 self.results[item.relative] = summary
                 progress.update(1, summary["faces"])
@@ -97,17 +133,8 @@ class Job:
                 if summary is not None:
                     self.results[item.relative] = summary
                 progress.update(1, summary["faces_detected"] if summary else 0)
-        except Failed as error:
-            stopped = str(error)
         finally:
             progress.close()
-        copied = copy_annotations(self.annotations, output) if self.args.copy_annotations and not stopped else 0
-        self.write_report(skipped, copied)
-        if stopped:
-            print(f"error: {stopped} (--strict)", file=sys.stderr)
-        elif self.failed:
-            print(f"error: {len(self.failed)} input(s) failed; see {output / 'report.json'}", file=sys.stderr)
-        return 1 if stopped or self.failed else 0
 
     def video(self, item: Item, journal: Journal) -> dict | None:
         from gan.anonymize.video import anonymize_video
@@ -166,7 +193,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first input that fails")
     p.add_argument("--copy-annotations", action="store_true",
                    help="copy the COCO *.json and YOLO *.txt files of the input folders to the same relative paths")
-    p.add_argument("--device", default="cpu", help="device for the torch backend and face-alignment")
+    p.add_argument("--device", default="cpu", help="device for the torch backend and face-alignment (cuda: GPUs)")
+    p.add_argument("--devices", type=int, default=1,
+                   help="processes (GPUs with --device cuda) per machine: Trainer.predict with DDP, one shard each")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines of a --devices job (Lightning's launchers)")
     video = p.add_argument_group("video (gan.anonymize.video)")
     video.add_argument("--crf", type=int, default=18, help="H.264 quality (0-51, lower is better; 18: visually "
                        "lossless)")
@@ -177,8 +207,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, runner: Runner | None = None) -> int:
+    """The command line; ``runner`` runs a ``--devices`` job (``python -m gan.anonymize`` passes
+    ``gan.training.sharded.run_sharded``: the Lightning wiring sits above this layer)."""
     args = parser().parse_args(argv)
+    sharded = args.devices * args.num_nodes > 1
+    if args.devices < 1 or args.num_nodes < 1:
+        parser().error("--devices and --num-nodes must be >= 1")
+    if sharded and runner is None:
+        parser().error("--devices/--num-nodes run through Lightning's launcher: use python -m gan.anonymize")
     if not 1 <= args.quality <= 100:
         parser().error(f"--quality must lie in [1, 100], got {args.quality}")
     if args.batch_size < 1 or not 0 <= args.crf <= 51 or args.max_gap < 0:
@@ -192,11 +229,13 @@ def main(argv: list[str] | None = None) -> int:
             unlisted = [i.relative for i in items if lookup(table, i.relative, names, args.detections) is None]
             if unlisted:
                 raise DataError("no_detections_entry", str(args.detections), f"no entry for {', '.join(unlisted)}")
+        # A --devices job loads on the CPU; each rank moves the generator (and face-alignment) to its own device.
+        device = "cpu" if sharded else args.device
         anonymizer = Anonymizer.from_export(args.model, args.backend, batch_size=args.batch_size, seed=args.seed,
-                                            blur_below=args.blur_below, device=args.device)
-        detector = None if table is not None else FaceAlignmentDetector(args.device, args.batch_size)
+                                            blur_below=args.blur_below, device=device)
+        detector = None if table is not None else FaceAlignmentDetector(device, args.batch_size)
     except (DataError, ExportError, FileNotFoundError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     os.makedirs(args.output, exist_ok=True)
-    return Job(args, items, annotations, table, anonymizer, detector).run()
+    return Job(args, items, annotations, table, anonymizer, detector, runner if sharded else None).run()

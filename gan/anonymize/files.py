@@ -107,29 +107,35 @@ def commit(tmp: Path, path: Path) -> None:
 
 
 class Journal:
-    """The record of complete outputs (see the module docstring); one JSON line per output."""
+    """The record of complete outputs (see the module docstring); one JSON line per output. Rank ``r`` of a
+    ``--devices`` job appends to ``.anonymize.<r>.jsonl`` (rank 0 and single processes to ``.anonymize.jsonl``);
+    every such file is read, so a job resumes whatever number of processes ran it before."""
 
-    def __init__(self, output: Path, settings: dict) -> None:
-        self.path = output / JOURNAL
+    def __init__(self, output: Path, settings: dict, rank: int = 0) -> None:
+        self.path = output / (JOURNAL if rank == 0 else f".anonymize.{rank}.jsonl")
         self.settings = settings
-        self.done: dict[str, dict] = {}
-        if self.path.is_file():
-            for line in self.path.read_text().splitlines():
+        self.entries: dict[str, list[dict]] = {}
+        for path in sorted(output.glob(".anonymize*.jsonl")):
+            for line in path.read_text().splitlines():
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill: that output is redone
-                self.done[entry.get("relative")] = entry
+                self.entries.setdefault(entry.get("relative"), []).append(entry)
 
     @staticmethod
     def stamp(item: Item) -> dict:
         stat = item.source.stat()
         return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
-    def complete(self, item: Item, output: Path) -> bool:
-        entry = self.done.get(item.relative)
-        return (entry is not None and output.is_file() and entry.get("input") == self.stamp(item)
-                and entry.get("settings") == self.settings)
+    def complete(self, item: Item, output: Path) -> dict | None:
+        """The journal entry that makes ``output`` complete (same input, export and settings), or None."""
+        if not output.is_file():
+            return None
+        stamp = self.stamp(item)
+        matching = [e for e in self.entries.get(item.relative, [])
+                    if e.get("input") == stamp and e.get("settings") == self.settings]
+        return matching[-1] if matching else None
 
     def record(self, item: Item, summary: dict) -> None:
         entry = {"relative": item.relative, "input": self.stamp(item), "settings": self.settings, **summary}
@@ -138,7 +144,7 @@ class Journal:
             handle.write(json.dumps(entry) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        self.done[item.relative] = entry
+        self.entries.setdefault(item.relative, []).append(entry)
 
 
 def copy_annotations(annotations: list[tuple[Path, Path]], output: Path) -> int:

@@ -71,42 +71,58 @@ def arrays(faces: list[Face]) -> tuple[np.ndarray, np.ndarray]:
             np.array([f.keypoints for f in faces]).reshape(-1, NUM_KEYPOINTS, 2))
 
 
+class PhotoBatcher:
+    """Gathers decoded photos until their faces fill a batch (``anonymizer.batch_size`` faces), then generates them
+    in one call and commits each output; ``add`` and ``flush`` return ``(item, its summary)`` per committed photo.
+    A photo that could not be read goes to ``fail`` (which may raise, under ``--strict``)."""
+
+    def __init__(self, items: list[Item], anonymizer: Anonymizer,
+                 faces_of: Callable[[Item, np.ndarray], list[Face]], output: Path, journal: Journal, quality: int,
+                 fail: Callable[[Item, str], None]) -> None:
+        self.items, self.anonymizer, self.faces_of = items, anonymizer, faces_of
+        self.output, self.journal, self.quality, self.fail = output, journal, quality, fail
+        self.pending: list[tuple[Decoded, list[Face]]] = []
+        self.queued = 0
+
+    def add(self, decoded: Decoded) -> list[tuple[Item, dict]]:
+        item = self.items[decoded.index]
+        if decoded.photo is None:
+            self.fail(item, decoded.error)
+            return []
+        faces = self.faces_of(item, decoded.photo)
+        self.pending.append((decoded, faces))
+        self.queued += len(faces)
+        return self.flush() if self.queued >= self.anonymizer.batch_size else []
+
+    def flush(self) -> list[tuple[Item, dict]]:
+        pending, self.pending, self.queued = self.pending, [], 0
+        if not pending:
+            return []
+        boxes, points = zip(*(arrays(faces) for _, faces in pending), strict=True)
+        keys = [self.items[d.index].key for d, _ in pending]
+        results = self.anonymizer.many([d.photo for d, _ in pending], list(boxes), list(points), keys)
+        done = []
+        for (decoded, faces), (result, report) in zip(pending, results, strict=True):
+            item = self.items[decoded.index]
+            save_like(result, self.output / item.relative, decoded.format, decoded.sampling, self.quality)
+            summary = {"faces": len(faces), "generated": report.generated,
+                       "generated_without_keypoints": report.generated_without_keypoints, "blurred": report.blurred}
+            self.journal.record(item, summary)
+            done.append((item, summary))
+        return done
+
+
 def anonymize_photos(items: list[Item], anonymizer: Anonymizer, faces_of: Callable[[Item, np.ndarray], list[Face]],
                      output: Path, journal: Journal, quality: int, workers: int,
                      fail: Callable[[Item, str], None]) -> Iterator[tuple[Item, dict]]:
-    """Anonymise ``items`` into ``output``; yields ``(item, its summary)`` as each output is committed. A photo that
-    cannot be read goes to ``fail`` (which may raise, under ``--strict``)."""
+    """Anonymise ``items`` into ``output`` in this process; yields ``(item, its summary)`` as each output is
+    committed."""
     loader = DataLoader(PhotoFiles(items), batch_size=None, num_workers=workers,
                         persistent_workers=False, collate_fn=lambda decoded: decoded)
-    pending: list[tuple[Decoded, list[Face]]] = []
-
-    def flush() -> Iterator[tuple[Item, dict]]:
-        photos = [d.photo for d, _ in pending]
-        boxes, points = zip(*(arrays(faces) for _, faces in pending), strict=True) if pending else ((), ())
-        keys = [items[d.index].key for d, _ in pending]
-        results = anonymizer.many(photos, list(boxes), list(points), keys)
-        for (decoded, faces), (result, report) in zip(pending, results, strict=True):
-            item = items[decoded.index]
-            save_like(result, output / item.relative, decoded.format, decoded.sampling, quality)
-            summary = {"faces": len(faces), "generated": report.generated,
-                       "generated_without_keypoints": report.generated_without_keypoints, "blurred": report.blurred}
-            journal.record(item, summary)
-            yield item, summary
-        pending.clear()
-
-    queued = 0
+    batcher = PhotoBatcher(items, anonymizer, faces_of, output, journal, quality, fail)
     for decoded in loader:
-        item = items[decoded.index]
-        if decoded.photo is None:
-            fail(item, decoded.error)
-            continue
-        faces = faces_of(item, decoded.photo)
-        pending.append((decoded, faces))
-        queued += len(faces)
-        if queued >= anonymizer.batch_size:
-            yield from flush()
-            queued = 0
-    yield from flush()
+        yield from batcher.add(decoded)
+    yield from batcher.flush()
 
 
 class Progress:
