@@ -45,9 +45,11 @@ class FaceAnalyzer:
 
     Args:
         mmod: detect with dlib's MMOD CNN detector instead of HOG (slower: 0.1-0.3 s per crop on CPU).
+        identity: ``"dlib"`` (dlib's 128-D descriptor) or the path of an ONNX face-embedding network with its
+            options file (``data.identity``); ``descriptor`` and ``threshold`` follow it.
     """
 
-    def __init__(self, mmod: bool = False) -> None:
+    def __init__(self, mmod: bool = False, identity: "str | Path" = "dlib") -> None:
         try:
             import dlib
         except ImportError as error:
@@ -65,14 +67,25 @@ class FaceAnalyzer:
             self.detector = dlib.get_frontal_face_detector()
         self.shape_predictor = dlib.shape_predictor(str(paths["landmarks"]))
         self.recognizer = dlib.face_recognition_model_v1(str(paths["descriptor"]))
+        self.embedding = None
+        self.threshold, self.identity = SAME_PERSON_DISTANCE, "dlib"
+        if identity != "dlib":
+            from data.identity import load_onnx_identity
+
+            self.embedding = load_onnx_identity(identity)
+            self.threshold, self.identity = self.embedding.threshold, self.embedding.name
 
     def _rect(self, box):
         return self.dlib.rectangle(*(int(round(float(v))) for v in box))
 
     def descriptor(self, image: np.ndarray, box) -> np.ndarray:
-        """128-D identity descriptor of the face in ``box`` (aligned with the 5 landmarks found in it)."""
+        """The identity embedding of the face in ``box`` (aligned with the 5 landmarks found in it): dlib's 128-D
+        descriptor, or the ONNX network's; two faces are the same person below ``threshold``."""
         image = np.ascontiguousarray(image)
         shape = self.shape_predictor(image, self._rect(box))
+        if self.embedding is not None:
+            points = np.array([(shape.part(i).x, shape.part(i).y) for i in range(5)], dtype=np.float64)
+            return self.embedding.embed(image, box, points)
         return np.asarray(self.recognizer.compute_face_descriptor(image, shape), dtype=np.float64)
 
     def detect(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:

@@ -14,17 +14,18 @@ from tqdm import tqdm
 
 from data.detections import PHOTO_SUFFIXES, load_detections
 from data.face_analysis import FaceAnalyzer
+from data.identity import parse_identity
 from data.record import DataError, collate
 from data.sources import open_dataset
 from gan.export import ExportError, load_generator
 from gan.privacy.measure import measure_all, too_small
 from gan.privacy.methods import METHODS, anonymize_crops, anonymize_photos, anonymizers, method_fids
-from gan.privacy.report import FORMAT, contact_sheet, export_info, markdown_table, rules, write_report
+from gan.privacy.report import FORMAT, contact_sheet, export_info, identity_name, markdown_table, rules, write_report
 
 
 def crop_report(model: str | Path, data: str | Path, num: int = 500, split: str = "val", workers: int = 1,
                 extractor: str | None = "onet", mmod: bool = False, seed: int = 0, batch_size: int = 64,
-                device: str = "cpu", progress: bool = True) -> tuple[dict, np.ndarray]:
+                device: str = "cpu", progress: bool = True, identity="dlib") -> tuple[dict, np.ndarray]:
     """The report on the first ``num`` face crops of a dataset; returns (report, contact sheet)."""
     if num <= 0:
         raise ValueError(f"--num must be positive, got {num}")
@@ -43,13 +44,14 @@ def crop_report(model: str | Path, data: str | Path, num: int = 500, split: str 
     fids = method_fids(crops, extractor, device) if extractor else {}
     fid_at = time.perf_counter()
     jobs = ((crops["original"][i], {name: crops[name][i] for name in METHODS[1:]}, [boxes[i]]) for i in range(count))
-    tallies = measure_all(jobs, count, list(METHODS), workers, mmod, progress)
+    tallies, rank1 = measure_all(jobs, count, list(METHODS), workers, mmod, progress, identity)
     small = [i for i, box in enumerate(boxes) if too_small(box)]
     report = {
         "format": FORMAT, "version": 1, "mode": "crops", "export": export_info(model, generator),
         "data": str(data), "split": split, "faces": count, "too_small": len(small), "too_small_faces": small,
-        "extractor": extractor, "rules": rules("crops", extractor, mmod),
-        "methods": {name: {**tallies[name].summary(tallies["original"]), "fid": fids.get(name)} for name in METHODS},
+        "extractor": extractor, "identity": identity_name(identity), "rules": rules("crops", extractor, mmod, identity),
+        "methods": {name: {**tallies[name].summary(tallies["original"]), "rank1_rate": rank1[name],
+                           "fid": fids.get(name)} for name in METHODS},
         "seconds": {"anonymize": round(anonymized_at - started, 2), "fid": round(fid_at - anonymized_at, 2),
                     "measure": round(time.perf_counter() - fid_at, 2), "total": round(time.perf_counter() - started,
                                                                                       2)},
@@ -59,7 +61,7 @@ def crop_report(model: str | Path, data: str | Path, num: int = 500, split: str 
 
 
 def photo_report(model: str | Path, photos: str | Path, detections: str | Path, workers: int = 1, mmod: bool = False,
-                 seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+                 seed: int = 0, device: str = "cpu", progress: bool = True, identity="dlib") -> dict:
     """The report on whole photos with the faces of a detections file (``data.detections``)."""
     started = time.perf_counter()
     folder = Path(photos)
@@ -88,15 +90,16 @@ def photo_report(model: str | Path, photos: str | Path, detections: str | Path, 
     measured = len(named) - len(unlisted)
     if measured == 0:
         raise DataError("no_detections_entry", str(detections), f"none of the photos in {folder} has an entry")
-    tallies = measure_all(jobs(), measured, list(METHODS), workers, mmod, progress)
+    tallies, rank1 = measure_all(jobs(), measured, list(METHODS), workers, mmod, progress, identity)
     return {
         "format": FORMAT, "version": 1, "mode": "photos", "export": export_info(model, generator),
         "data": str(folder), "detections": str(detections), "photos": measured,
         "faces": tallies["original"].faces + tallies["original"].too_small,
         "too_small": tallies["original"].too_small,
         "photos_without_entry": unlisted, "entries_without_photo": missing,
-        "extractor": None, "rules": rules("photos", None, mmod),
-        "methods": {name: tallies[name].summary(tallies["original"]) for name in METHODS},
+        "extractor": None, "identity": identity_name(identity), "rules": rules("photos", None, mmod, identity),
+        "methods": {name: {**tallies[name].summary(tallies["original"]), "rank1_rate": rank1[name]}
+                    for name in METHODS},
         "seconds": {"total": round(time.perf_counter() - started, 2)}, "workers": workers,
     }
 
@@ -116,18 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random latents")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="device of the generator and the FID extractor")
+    parser.add_argument("--identity", default="dlib",
+                        help="identity model: dlib (128-D descriptor, same person < 0.6) or onnx:PATH (a face-"
+                             "embedding network, its options in PATH.json: threshold, alignment, normalisation)")
     args = parser.parse_args(argv)
     if (args.data is None) == (args.photos is None) or (args.photos is not None) != (args.detections is not None):
         parser.error("give either --data, or --photos with --detections")
     extractor = None if args.extractor == "none" else args.extractor
     try:
-        FaceAnalyzer(args.mmod)  # fails early, with the pip command, if dlib or its models are missing
+        identity = parse_identity(args.identity)
+        FaceAnalyzer(args.mmod, identity)  # fails early, with the pip command, if dlib or its models are missing
         if args.data is not None:
             report, contact = crop_report(args.model, args.data, args.num, args.split, args.workers, extractor,
-                                          args.mmod, args.seed, args.batch_size, args.device)
+                                          args.mmod, args.seed, args.batch_size, args.device, identity=identity)
         else:
             report = photo_report(args.model, args.photos, args.detections, args.workers, args.mmod, args.seed,
-                                  args.device)
+                                  args.device, identity=identity)
             contact = None
     except (DataError, ExportError, FileNotFoundError, ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

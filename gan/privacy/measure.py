@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data.face_analysis import MIN_FACE_PIXELS, SAME_PERSON_DISTANCE, FaceAnalyzer, landmark_error, matching_detection
+from data.face_analysis import MIN_FACE_PIXELS, FaceAnalyzer, landmark_error, matching_detection
 
 
 @dataclass
@@ -84,8 +84,10 @@ def references(analyzer: FaceAnalyzer, original: np.ndarray, boxes) -> list[Refe
     return out
 
 
-def compare(analyzer: FaceAnalyzer, refs: list[Reference], image: np.ndarray) -> Tally:
-    """Measure ``image`` (the original with its faces anonymised) against the references of its faces."""
+def compare(analyzer: FaceAnalyzer, refs: list[Reference], image: np.ndarray,
+            descriptors: list | None = None) -> Tally:
+    """Measure ``image`` (the original with its faces anonymised) against the references of its faces; the
+    descriptor of each measured face is appended to ``descriptors`` if given."""
     tally = Tally()
     detections = analyzer.detect(image)
     for ref in refs:
@@ -93,9 +95,12 @@ def compare(analyzer: FaceAnalyzer, refs: list[Reference], image: np.ndarray) ->
             tally.too_small += 1
             continue
         tally.faces += 1
-        distance = float(np.linalg.norm(ref.descriptor - analyzer.descriptor(image, ref.box)))
+        descriptor = analyzer.descriptor(image, ref.box)
+        if descriptors is not None:
+            descriptors.append(descriptor)
+        distance = float(np.linalg.norm(ref.descriptor - descriptor))
         tally.distance_sum += distance
-        tally.reidentified += int(distance < SAME_PERSON_DISTANCE)
+        tally.reidentified += int(distance < analyzer.threshold)
         match = matching_detection(detections, ref.box)
         tally.detected += int(match is not None)
         if match is not None and ref.landmarks is not None:
@@ -119,44 +124,71 @@ def control(refs: list[Reference]) -> Tally:
     return tally
 
 
-def measure(analyzer: FaceAnalyzer, original: np.ndarray, anonymized: dict[str, np.ndarray], boxes) -> dict[str, Tally]:
-    """``{"original": control, method: Tally}`` for one image whose faces are at ``boxes`` (xyxy pixels)."""
+def measure(analyzer: FaceAnalyzer, original: np.ndarray, anonymized: dict[str, np.ndarray], boxes,
+            descriptors: dict[str, list] | None = None) -> dict[str, Tally]:
+    """``{"original": control, method: Tally}`` for one image whose faces are at ``boxes`` (xyxy pixels); with
+    ``descriptors``, each measured face's descriptor is appended to ``descriptors[method]`` (and the original's to
+    ``descriptors["original"]``), in the same order for every method."""
     refs = references(analyzer, original, boxes)
-    return {"original": control(refs), **{name: compare(analyzer, refs, image) for name, image in anonymized.items()}}
+    if descriptors is not None:
+        descriptors.setdefault("original", []).extend(r.descriptor for r in refs if r.descriptor is not None)
+    return {"original": control(refs),
+            **{name: compare(analyzer, refs, image, None if descriptors is None else descriptors.setdefault(name, []))
+               for name, image in anonymized.items()}}
+
+
+def rank1_rates(descriptors: dict[str, list]) -> dict[str, float | None]:
+    """Rank-1 identification, the re-identification protocol of the field: for each anonymised face, is its
+    nearest original (over every original face of the set, by identity distance) its own source?"""
+    originals = np.array(descriptors.get("original", []))
+    out = {}
+    for name, found in descriptors.items():
+        if not len(found) or not len(originals):
+            out[name] = None
+            continue
+        distances = np.linalg.norm(np.array(found)[:, None, :] - originals[None, :, :], axis=-1)
+        out[name] = float((distances.argmin(axis=1) == np.arange(len(found))).mean())
+    return out
 
 
 _ANALYZER: FaceAnalyzer | None = None  # one per worker process
 
 
-def _start_worker(mmod: bool) -> None:
+def _start_worker(mmod: bool, identity="dlib") -> None:
     global _ANALYZER
     torch.set_num_threads(1)
-    _ANALYZER = FaceAnalyzer(mmod)
+    _ANALYZER = FaceAnalyzer(mmod, identity)
 
 
-def _measure_job(job) -> dict[str, Tally]:
+def _measure_job(job) -> tuple[dict[str, Tally], dict[str, list]]:
     original, anonymized, boxes = job
-    return measure(_ANALYZER, original, anonymized, boxes)
+    descriptors: dict[str, list] = {}
+    return measure(_ANALYZER, original, anonymized, boxes, descriptors), descriptors
 
 
-def measure_all(jobs, count: int, methods: list[str], workers: int, mmod: bool, progress: bool) -> dict[str, Tally]:
+def measure_all(jobs, count: int, methods: list[str], workers: int, mmod: bool, progress: bool,
+                identity="dlib") -> tuple[dict[str, Tally], dict[str, float | None]]:
     """Sum ``measure`` over ``jobs`` (original, {method: image}, boxes), in ``workers`` processes; ``methods``
-    includes ``original``."""
+    includes ``original``. Returns the tallies and each method's rank-1 identification rate."""
     totals = {name: Tally() for name in methods}
+    descriptors: dict[str, list] = {name: [] for name in methods}
     bar = tqdm(total=count, desc="privacy: identity, detection, landmarks", disable=not progress, unit="image")
     if workers <= 1:
-        _start_worker(mmod)
+        _start_worker(mmod, identity)
         results = map(_measure_job, jobs)
     else:  # dlib holds the GIL: processes, started clean (spawn), each with its own models
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(mmod,))
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker,
+                                                         initargs=(mmod, identity))
         results = pool.imap(_measure_job, jobs, chunksize=4)
     try:
-        for result in results:
-            for name, tally in result.items():
+        for tallies, found in results:
+            for name, tally in tallies.items():
                 totals[name] += tally
+            for name, vectors in found.items():
+                descriptors[name] += vectors
             bar.update()
     finally:
         bar.close()
         if workers > 1:
             pool.terminate()
-    return totals
+    return totals, rank1_rates(descriptors)

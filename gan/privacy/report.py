@@ -12,11 +12,28 @@ from gan.privacy.methods import BLUR_SIGMA_FRACTION, METHODS, PIXELATE_CELLS
 FORMAT = "safefakes-privacy-report"
 
 
-def rules(mode: str, extractor: str | None, mmod: bool) -> dict:
+def identity_name(identity) -> str:
+    return "dlib" if identity == "dlib" else f"onnx:{Path(identity).name}"
+
+
+def rules(mode: str, extractor: str | None, mmod: bool, identity="dlib") -> dict:
+    if identity == "dlib":
+        model = ("dlib_face_recognition_resnet_model_v1 descriptors of the original and the anonymised image, both "
+                 "aligned with shape_predictor_5_face_landmarks on the same known box; euclidean distance")
+        threshold = f"{SAME_PERSON_DISTANCE} (dlib's same-person threshold)"
+    else:
+        from data.identity import load_onnx_identity
+
+        net = load_onnx_identity(identity)
+        model = (f"{identity_name(identity)} embeddings ({net.alignment} alignment from dlib's 5 landmarks on the "
+                 f"same known box, {net.input_size} px, {'L2-normalised, ' if net.l2_normalize else ''}"
+                 "options in its JSON file); euclidean distance")
+        threshold = f"{net.threshold} (the network's same-person threshold, from its JSON file)"
     return {
-        "identity": "dlib_face_recognition_resnet_model_v1 descriptors of the original and the anonymised image, "
-                    "both aligned with shape_predictor_5_face_landmarks on the same known box; euclidean distance",
-        "re_identification": f"distance < {SAME_PERSON_DISTANCE} (dlib's same-person threshold)",
+        "identity": model,
+        "re_identification": f"verification: distance to its own original < {threshold}",
+        "rank1_identification": "identification: the nearest original face of the whole set (by identity distance) "
+                                "is the anonymised face's own source",
         "detection": f"{'MMOD CNN' if mmod else 'HOG frontal-face'} detector, upsample {UPSAMPLE}; a face is "
                      f"detected when a detection overlaps its known box with IoU >= {DETECTION_IOU}",
         "landmark_error": "faces detected in both images: mean distance of the 5 landmarks found in each detection, "
@@ -65,14 +82,15 @@ def markdown_table(report: dict) -> str:
     lines = [
         f"Privacy and utility of `{report['export']['path']}` ({report['export']['images_seen']} images seen, "
         f"{report['export']['resolution']} px) on {report['faces']} faces of `{report['data']}`; "
-        f"{report['too_small']} too small to measure.",
+        f"{report['too_small']} too small to measure; identity model: {report.get('identity', 'dlib')}.",
         "",
-        f"| method | re-identified | identity distance | detected | detected vs original | landmark error "
-        f"| FID ({extractor or '-'}) |",
-        "|---|---|---|---|---|---|---|",
+        f"| method | re-identified (verification) | rank-1 identified | identity distance | detected "
+        f"| detected vs original | landmark error | FID ({extractor or '-'}) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in report["methods"].items():
-        lines.append(f"| {name} | {_pct(row['reid_rate'])} | {_num(row['identity_distance'])} | "
+        lines.append(f"| {name} | {_pct(row['reid_rate'])} | {_pct(row.get('rank1_rate'))} | "
+                     f"{_num(row['identity_distance'])} | "
                      f"{_pct(row['detection_rate'])} | {_pct(row.get('detection_rate_vs_original'))} | "
                      f"{_num(row['landmark_error'])} | {_num(row.get('fid'), 2)} |")
     lines += ["", "Rules:", *[f"- {key}: {text}" for key, text in report["rules"].items()], ""]
