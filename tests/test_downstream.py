@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from data.demo import HERE as DEMO
+from data.demo.split import write_split
 from data.record import DataError
 from data.trainable_detector import DlibHogTrainer
 from data.wider import read_wider
@@ -172,3 +173,13 @@ def test_the_trainer_checks_its_options():
     with pytest.raises(ValueError, match="--detector-window >= 16"):
         DlibHogTrainer(window=8)
     assert DlibHogTrainer(window=48, upsample=2).min_face == 12
+
+
+def test_the_demo_split_keeps_people_apart(tmp_path):
+    assert write_split(tmp_path, variants=1) == {"train": 8, "val": 4}
+    train, val = (photo_set(tmp_path / part, tmp_path / f"{part}.json") for part in ("train", "val"))
+    people = {p.relative.split("_")[0].rstrip("0123456789") for p in val}
+    assert people == {"grace", "obama"} and not any(p.relative.startswith("grace") for p in train)
+    scaled = next(p for p in train if p.relative == "biden_1.jpg")
+    with Image.open(scaled.path) as image:  # the boxes follow the photo's scale
+        assert scaled.boxes[0][2] <= image.width and image.width < 410

@@ -8,7 +8,9 @@ Every face box is anonymised with each method of a fixed panel (``original`` as 
 against the original face with dlib (``data.face_analysis``):
 
 - identity: the 128-D descriptor of the original and of the anonymised face, both on the same known box;
-  the mean distance and the re-identification rate (distance < 0.6, dlib's same-person threshold);
+  the mean distance, the re-identification rate (verification: distance < 0.6, dlib's same-person threshold)
+  and the rank-1 identification rate (the nearest original of the whole set is the face's own source);
+  ``--identity onnx:PATH`` swaps in any face-embedding network (``data.identity``);
 - detectability: the HOG detector (upsampled once) on the image; a face counts as detected when a detection
   overlaps its known box with IoU >= 0.5; the rate, and the rate relative to ``original``;
 - landmark fidelity: on faces detected in both images, the mean distance between the 5 landmarks found
@@ -23,4 +25,6 @@ A good anonymizer is detected like the original and re-identified never. Faces w
 The package: ``measure`` (one image against its original, with dlib; all the training callback imports),
 ``methods`` (the panel; the export runs through ``gan.anonymize.Anonymizer``, so what is measured is exactly what
 the anonymizer writes; FID through ``gan.fid``), ``report`` (the files) and ``cli`` (the drivers and this command).
+``downstream`` is the other question of the paper: a detector trained on each method's anonymised photos, tested
+on the originals (``python -m gan.privacy.downstream``).
 """
