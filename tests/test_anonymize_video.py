@@ -51,6 +51,32 @@ def test_a_video_keeps_its_format_and_every_face_is_replaced(clip, random_export
     assert report["generated"] == FRAMES and report["audio"] == "dropped"
 
 
+def test_without_detections_the_detector_runs_on_every_frame(clip, random_export, tmp_path, monkeypatch):
+    """The face-alignment path (its weights are not here offline): a stand-in with its interface, one call per
+    decoded frame, returns the clip's known face; the result is the one the same faces from a file give."""
+    import gan.anonymize.cli as cli
+
+    folder, detections = clip
+    calls = []
+
+    class Known:
+        def __init__(self, device, batch_size):
+            self.device = device
+
+        def __call__(self, photo):
+            calls.append(photo.shape)
+            return [parse_face(face, "clip") for face in detections[len(calls) - 1]]
+
+    monkeypatch.setattr(cli, "FaceAlignmentDetector", Known)
+    args = ["--model", str(random_export), "--input", str(folder / "in" / "clip.mp4"), "--seed", "3"]
+    assert main([*args, "--output", str(tmp_path / "detected")]) == 0
+    assert calls == [(224, 320, 3)] * FRAMES
+    assert main([*args, "--output", str(tmp_path / "listed"), "--detections", str(folder / "det.json")]) == 0
+    detected, _, _, _ = frames_of(tmp_path / "detected" / "clip.mp4")
+    listed, _, _, _ = frames_of(tmp_path / "listed" / "clip.mp4")
+    assert all(np.array_equal(a, b) for a, b in zip(detected, listed, strict=True))
+
+
 def test_a_tracked_face_missed_by_the_detector_is_still_anonymised(clip, random_export):
     """The detector misses the face in 3 frames in a row: its track's predicted box covers the true face there."""
     _, detections = clip

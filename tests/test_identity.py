@@ -79,16 +79,7 @@ def test_photo_report_with_an_onnx_identity_model(trained_run, network, tmp_path
     methods = report["methods"]
     assert methods["original"]["rank1_rate"] == 1.0 and methods["original"]["reid_rate"] == 1.0
     assert all(0.0 <= m["rank1_rate"] <= 1.0 for m in methods.values())
-    assert "| rank-1 identified |" in (out / "report.md").read_text().replace("re-identified (verification) ", "")
-
-
-def test_the_default_dlib_report_has_rank1(trained_run, tmp_path):
-    out = tmp_path / "r"
-    assert main(["--model", str(trained_run / "ckpt" / "export"), "--photos", str(DEMO / "photos"), "--detections",
-                 str(DEMO / "annotations.json"), "--report", str(out), "--workers", "1"]) == 0
-    methods = json.loads((out / "report.json").read_text())["methods"]
-    # Six photos of four people: three of Obama, so even the original's nearest face can only be itself.
-    assert methods["original"]["rank1_rate"] == 1.0 and methods["black_box"]["rank1_rate"] < 1.0
+    assert "| rank-1 identified |" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("options, message", [

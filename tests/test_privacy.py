@@ -145,6 +145,9 @@ def test_photo_report_with_a_photo_left_out(trained_run, tmp_path):
     assert report["methods"]["original"]["detection_rate"] == 1.0
     assert report["methods"]["black_box"]["detection_rate"] == 0.0
     assert report["rules"]["realism"] == "not measured on whole photos"
+    # Rank-1 over six photos of four people: the original's nearest face is itself; a black box's is anyone's.
+    assert report["methods"]["original"]["rank1_rate"] == 1.0 and report["methods"]["black_box"]["rank1_rate"] < 1.0
+    assert "| rank-1 identified |" in (out / "report.md").read_text()
 
 
 def test_bad_input_is_refused_with_a_clear_line(trained_run, demo, tmp_path, capsys):
