@@ -88,6 +88,15 @@ def test_two_processes_write_what_one_writes(job, capsys):
     assert "6 of 7 outputs are complete" in capsys.readouterr().out
 
 
+def test_strict_stops_every_rank_and_rank_0_still_reports(job):
+    assert run_module(command(job, "strict", "--devices", "2", "--strict"), job / "strict.log") == 1
+    log = (job / "strict.log").read_text()
+    assert "broken.jpg: cannot read the photo" in log and "(--strict)" in log, log
+    report = json.loads((job / "strict" / "report.json").read_text())
+    assert [f["path"] for f in report["failed"]] == ["cam/broken.jpg"]
+    assert not (job / "strict" / ".anonymize.stop").exists()
+
+
 def test_devices_need_the_module_entry_point(job, capsys):
     with pytest.raises(SystemExit):
         main(command(job, "x", "--devices", "2"))

@@ -6,7 +6,9 @@ list of what is left to do (photos and videos dealt separately, so both spread e
 repeated (no distributed sampler), and a face's latent depends only on the seed, the file's path and the face
 (``Item.key``), so every output is the one a single process writes. Each rank appends to its own journal
 (``.anonymize.<rank>.jsonl``; a later run reads them all, with any number of processes); at the end the ranks'
-results and failures are gathered and rank 0 writes ``report.json``.
+results and failures are gathered and rank 0 writes ``report.json``. Under ``--strict`` the first failure of any
+rank leaves a flag file (``.anonymize.stop`` in the output folder) that every rank checks before each input, so
+all of them stop and rank 0 still writes the report.
 """
 
 import logging
@@ -17,8 +19,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from gan.anonymize.cli import Failed
 from gan.anonymize.files import Item, Journal
 from gan.anonymize.photos import Decoded, PhotoBatcher, PhotoFiles, Progress
+
+STOP_FLAG = ".anonymize.stop"
 
 
 def shard(items: list[Item], rank: int, world: int) -> list[int]:
@@ -75,6 +80,8 @@ class ShardedJob(pl.LightningModule):
         self.batcher = PhotoBatcher(self.todo, job.anonymizer, job.faces_of, job.output, self.journal,
                                     job.args.quality, job.fail)
         self.progress = Progress(len(self.indices), "file", job.terminal) if self.global_rank == 0 else None
+        self.stop_flag = job.output / STOP_FLAG
+        self.stopped: str | None = None
 
     def _done(self, item: Item, summary: dict | None) -> None:
         if summary is not None:
@@ -82,19 +89,34 @@ class ShardedJob(pl.LightningModule):
         if self.progress is not None:
             self.progress.update(1, (summary or {}).get("faces", (summary or {}).get("faces_detected", 0)))
 
+    def _guarded(self, work) -> None:
+        """Run ``work`` unless a rank has stopped the job (``--strict``); a failure here stops every rank."""
+        if self.stopped is not None:
+            return
+        if self.stop_flag.exists():
+            self.stopped = "stopped by another rank"
+            return
+        try:
+            work()
+        except Failed as error:
+            self.stopped = str(error)
+            self.stop_flag.write_text(self.stopped + "\n")
+
     def predict_step(self, decoded: Decoded, batch_idx: int) -> None:
-        if decoded.format == "video":
-            self._done(self.todo[decoded.index], self.job.video(self.todo[decoded.index], self.journal))
-        else:
-            for item, summary in self.batcher.add(decoded):
-                self._done(item, summary)
+        def work():
+            if decoded.format == "video":
+                self._done(self.todo[decoded.index], self.job.video(self.todo[decoded.index], self.journal))
+            else:
+                for item, summary in self.batcher.add(decoded):
+                    self._done(item, summary)
+
+        self._guarded(work)
 
     def on_predict_end(self) -> None:
-        for item, summary in self.batcher.flush():
-            self._done(item, summary)
+        self._guarded(lambda: [self._done(item, summary) for item, summary in self.batcher.flush()])
         if self.progress is not None:
             self.progress.close()
-        local = {"results": self.job.results, "failed": self.job.failed}
+        local = {"results": self.job.results, "failed": self.job.failed, "stopped": self.stopped}
         gathered = [None] * self.trainer.world_size
         torch.distributed.all_gather_object(gathered, local)
         results, failed = {}, []
@@ -102,6 +124,12 @@ class ShardedJob(pl.LightningModule):
             results.update(part["results"])
             failed += [f for f in part["failed"] if f not in failed]  # entries found before the launch are in all
         self.job.results, self.job.failed = results, failed
+        # The first rank's own failure (not "stopped by another rank") is the one to report.
+        reasons = [p["stopped"] for p in gathered if p["stopped"] and p["stopped"] != "stopped by another rank"]
+        self.job.stopped = reasons[0] if reasons else None
+        torch.distributed.barrier()  # every rank has read the flag before rank 0 removes it
+        if self.global_rank == 0:
+            self.stop_flag.unlink(missing_ok=True)
 
 
 def run_sharded(job, todo: list[Item], workers: int) -> bool:
@@ -122,4 +150,6 @@ def run_sharded(job, todo: list[Item], workers: int) -> bool:
         # Lightning's pytree helper calls an API that torch 2.13 deprecates.
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         trainer.predict(ShardedJob(job, todo, workers), return_predictions=False)
+    if trainer.global_rank == 0 and job.stopped:
+        raise Failed(job.stopped)  # the job's --strict path: rank 0 writes the report and exits 1
     return trainer.global_rank == 0
