@@ -67,13 +67,12 @@ class FaceAnalyzer:
             self.detector = dlib.get_frontal_face_detector()
         self.shape_predictor = dlib.shape_predictor(str(paths["landmarks"]))
         self.recognizer = dlib.face_recognition_model_v1(str(paths["descriptor"]))
-        self.embedding = None
-        self.threshold, self.identity = SAME_PERSON_DISTANCE, "dlib"
+        self.embedding, self.threshold = None, SAME_PERSON_DISTANCE
         if identity != "dlib":
             from data.identity import load_onnx_identity
 
             self.embedding = load_onnx_identity(identity)
-            self.threshold, self.identity = self.embedding.threshold, self.embedding.name
+            self.threshold = self.embedding.threshold
 
     def _rect(self, box):
         return self.dlib.rectangle(*(int(round(float(v))) for v in box))

@@ -57,7 +57,6 @@ class OnnxIdentity:
 
         self.session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
-        self.name = f"onnx:{self.path.name}"
 
     def crop(self, image: np.ndarray, box, landmarks: np.ndarray | None) -> np.ndarray:
         """The network's input crop ``(S, S, 3)`` uint8 of the face in ``box``."""
@@ -90,15 +89,12 @@ class OnnxIdentity:
         return vector
 
 
-def options_path(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
-def load_onnx_identity(path: str | Path) -> OnnxIdentity:
+def read_options(path: str | Path) -> dict:
+    """The checked options of the network at ``path`` (its JSON file), as ``OnnxIdentity``'s fields."""
     path = Path(path)
     if not path.is_file():
         raise IdentityError(f"{path}: no such ONNX file (--identity onnx:PATH names a face-embedding network)")
-    options_file = options_path(path)
+    options_file = path.with_suffix(".json")
     if not options_file.is_file():
         raise IdentityError(f"{options_file}: missing; it holds the network's options, at least its same-person "
                             'threshold, e.g. {"threshold": 1.24} (see data/identity.py)')
@@ -121,8 +117,12 @@ def load_onnx_identity(path: str | Path) -> OnnxIdentity:
                             f"{error}") from None
     if threshold <= 0 or size < 8 or (std <= 0).any():
         raise IdentityError(f"{options_file}: threshold and std must be > 0 and input_size >= 8")
-    return OnnxIdentity(path, threshold, size, options["alignment"], mean, std, options["channels"],
-                        bool(options["l2_normalize"]))
+    return {"threshold": threshold, "input_size": size, "alignment": options["alignment"], "mean": mean, "std": std,
+            "channels": options["channels"], "l2_normalize": bool(options["l2_normalize"])}
+
+
+def load_onnx_identity(path: str | Path) -> OnnxIdentity:
+    return OnnxIdentity(Path(path), **read_options(path))
 
 
 def parse_identity(spec: str) -> str | Path:

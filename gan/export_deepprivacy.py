@@ -89,6 +89,7 @@ def export_deepprivacy(generator: Generator, out: str | Path, box_rounding: str,
     folder = Path(out) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{int(images_seen)}.ckpt"
+    # DeepPrivacy's trainer counts images in "global_step" (gan.import_deepprivacy reads it back as images seen).
     checkpoint = {"running_average_generator": state, "global_step": int(images_seen),
                   "safefakes": {"geometry": found, "box_rounding": box_rounding,
                                 "source_sha256": source_sha256 or ""}}

@@ -41,7 +41,7 @@ from data.record import DataError
 from data.trainable_detector import DetectorTrainer, DlibHogTrainer
 from data.wider import Annotated, read_wider
 from gan.export import ExportError, load_generator
-from gan.privacy.methods import METHODS, PIXELATE_CELLS, anonymize_photos, anonymizers
+from gan.privacy.methods import CLASSIC, METHODS, PIXELATE_CELLS, anonymizers, obscure
 from gan.privacy.report import export_info
 
 FORMAT = "safefakes-downstream-report"
@@ -113,11 +113,10 @@ def short_side(boxes: np.ndarray) -> np.ndarray:
 
 class Anonymised:
     """The training photos as ``method`` leaves them, made when the trainer asks for each (a lazy sequence: a
-    dataset is never held twice in memory)."""
+    dataset is never held twice in memory); the generator's latents are seeded by the photo's index."""
 
     def __init__(self, photos: list[Annotated], method: str, generators: dict) -> None:
         self.photos, self.method, self.generators = photos, method, generators
-        self.counts = {"generated_without_keypoints": 0}
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -127,13 +126,10 @@ class Anonymised:
         image = read_photo(photo)
         if self.method == "original" or not len(photo.boxes):
             return image
-        chosen = {k: v for k, v in self.generators.items() if k == self.method}
-        (result,) = anonymize_photos([image], [photo.boxes], [photo.keypoints], chosen, [index])
-        if self.method in chosen and photo.keypoints is None:
-            self.counts["generated_without_keypoints"] += len(photo.boxes)
-        elif self.method in chosen:
-            self.counts["generated_without_keypoints"] += int(((photo.keypoints < 0).all(axis=(1, 2))).sum())
-        return result[self.method]
+        if self.method in CLASSIC:
+            return obscure(image, photo.boxes, self.method)
+        result, _ = self.generators[self.method].many([image], [photo.boxes], [photo.keypoints], [index])[0]
+        return result
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
@@ -201,15 +197,18 @@ def set_counts(photos: list[Annotated], ignored: list[np.ndarray], flagged: int,
                                                                             .sum() for p in photos))}
 
 
-def run(model: str | Path | None, train: list[Annotated], val: list[Annotated], methods: list[str],
-        trainer: DetectorTrainer, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
-    """The experiment; returns the report (``downstream.json``)."""
+def check_methods(methods: list[str], model) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; the panel is {list(METHODS)}")
-    generated = [m for m in methods if m.startswith("generator")]
-    if generated and model is None:
-        raise ValueError(f"--model is needed for {generated}")
+    if model is None and any(m.startswith("generator") for m in methods):
+        raise ValueError("--model is needed for the generator methods (or leave them out with --methods)")
+
+
+def run(model: str | Path | None, train: list[Annotated], val: list[Annotated], methods: list[str],
+        trainer: DetectorTrainer, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+    """The experiment; returns the report (``downstream.json``)."""
+    check_methods(methods, model)
     generator = load_generator(model).to(device) if model is not None else None
     generators = anonymizers(generator, seed, device=device) if generator is not None else {}
     train_ignored, train_flagged, train_small = ignore_masks(train, trainer.min_face)
@@ -218,6 +217,7 @@ def run(model: str | Path | None, train: list[Annotated], val: list[Annotated], 
         raise DataError("no_training_faces", str(train[0].path.parent), "no face to learn from: the training "
                         f"photos have no face of at least {trainer.min_face:g} px that is not ignored")
     originals = [read_photo(p) for p in val]
+    train_counts = set_counts(train, train_ignored, train_flagged, train_small)
     rows = {}
     for method in tqdm(methods, desc="downstream: train + evaluate", unit="method", disable=not progress):
         images = Anonymised(train, method, generators)
@@ -227,8 +227,9 @@ def run(model: str | Path | None, train: list[Annotated], val: list[Annotated], 
         predictions = [detector.detect(image) for image in originals]
         detected = time.perf_counter()
         rows[method] = {**average_precision(val, val_ignored, predictions),
-                        "train_seconds": round(trained - started, 2), "detect_seconds": round(detected - trained, 2),
-                        **(images.counts if method in generators else {})}
+                        "train_seconds": round(trained - started, 2), "detect_seconds": round(detected - trained, 2)}
+        if method in generators:  # every training face is generated; those without keypoints with all absent
+            rows[method]["generated_without_keypoints"] = train_counts["without_keypoints"]
     base = rows.get("original")
     for row in rows.values():
         for key in ("ap50", "ap"):
@@ -240,7 +241,7 @@ def run(model: str | Path | None, train: list[Annotated], val: list[Annotated], 
                      "min_face": trainer.min_face},
         "evaluation": "pycocotools COCOeval (bbox, one class, maxDets 1000): AP@0.5 and AP@[.5:.95] on the original "
                       "validation photos; ignored faces are crowd regions",
-        "train": set_counts(train, train_ignored, train_flagged, train_small),
+        "train": train_counts,
         "val": set_counts(val, val_ignored, val_flagged, val_small),
         "methods": rows,
     }
@@ -327,11 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.wider is None) == all(f is None for f in folders) or (args.wider is None and None in folders):
         parser.error("give --train, --train-detections, --val and --val-detections, or --wider")
     try:
-        unknown = [m for m in args.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; the panel is {list(METHODS)}")
-        if args.model is None and any(m.startswith("generator") for m in args.methods):
-            raise ValueError("--model is needed for the generator methods (or leave them out with --methods)")
+        check_methods(args.methods, args.model)  # before any photo is read
         trainer = DlibHogTrainer(args.detector_window, args.C, args.upsample)
         if args.wider is not None:
             train = with_keypoints(read_wider(args.wider, "train"), args.wider_detections)

@@ -21,18 +21,25 @@ def anonymizers(generator, seed: int, batch_size: int = 64, device: str = "cpu")
                                            device=device) for name, z in GENERATED.items()}
 
 
-def obscured(image: np.ndarray, boxes) -> dict[str, np.ndarray]:
-    """The classic methods applied to every box (xyxy pixels) of ``image`` ``(H, W, 3)``."""
+CLASSIC = {"blur": lambda image, pixels: blur(image, pixels, BLUR_SIGMA_FRACTION),
+           "pixelate": lambda image, pixels: pixelate(image, pixels, PIXELATE_CELLS),
+           "black_box": black_box}
+
+
+def obscure(image: np.ndarray, boxes, method: str) -> np.ndarray:
+    """One classic method (``CLASSIC``) applied to every box (xyxy pixels) of ``image`` ``(H, W, 3)``."""
     height, width = image.shape[:2]
-    out = {"blur": image, "pixelate": image, "black_box": image}
+    out = image
     for box in boxes:
         pixels = pixel_box(box, width, height)
-        if pixels is None:
-            continue
-        out = {"blur": blur(out["blur"], pixels, BLUR_SIGMA_FRACTION),
-               "pixelate": pixelate(out["pixelate"], pixels, PIXELATE_CELLS),
-               "black_box": black_box(out["black_box"], pixels)}
+        if pixels is not None:
+            out = CLASSIC[method](out, pixels)
     return out
+
+
+def obscured(image: np.ndarray, boxes) -> dict[str, np.ndarray]:
+    """The classic methods applied to every box (xyxy pixels) of ``image`` ``(H, W, 3)``."""
+    return {name: obscure(image, boxes, name) for name in CLASSIC}
 
 
 def anonymize_photos(photos: list[np.ndarray], boxes: list, keypoints: list, methods: dict[str, Anonymizer],

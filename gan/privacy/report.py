@@ -22,13 +22,13 @@ def rules(mode: str, extractor: str | None, mmod: bool, identity="dlib") -> dict
                  "aligned with shape_predictor_5_face_landmarks on the same known box; euclidean distance")
         threshold = f"{SAME_PERSON_DISTANCE} (dlib's same-person threshold)"
     else:
-        from data.identity import load_onnx_identity
+        from data.identity import read_options
 
-        net = load_onnx_identity(identity)
-        model = (f"{identity_name(identity)} embeddings ({net.alignment} alignment from dlib's 5 landmarks on the "
-                 f"same known box, {net.input_size} px, {'L2-normalised, ' if net.l2_normalize else ''}"
+        net = read_options(identity)
+        model = (f"{identity_name(identity)} embeddings ({net['alignment']} alignment from dlib's 5 landmarks on the "
+                 f"same known box, {net['input_size']} px, {'L2-normalised, ' if net['l2_normalize'] else ''}"
                  "options in its JSON file); euclidean distance")
-        threshold = f"{net.threshold} (the network's same-person threshold, from its JSON file)"
+        threshold = f"{net['threshold']} (the network's same-person threshold, from its JSON file)"
     return {
         "identity": model,
         "re_identification": f"verification: distance to its own original < {threshold}",
